@@ -1,0 +1,135 @@
+"""The one tokenizer interface every implementation follows, and its save/load format.
+
+A tokenizer turns text into integer ids and back. The model only ever sees the ids, so a
+checkpoint must carry the exact tokenizer it was trained with: each implementation saves itself
+as a ``tokenizer.json`` (plain JSON, never pickle) plus, where needed, side files in the same
+directory, and :func:`load_tokenizer` rebuilds it from the ``"type"`` field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+class TokenizerError(ValueError):
+    """Text or ids a tokenizer cannot handle, or a tokenizer file that cannot be read."""
+
+
+class Tokenizer(ABC):
+    """Text <-> ids. Subclasses register themselves under ``kind`` for :func:`load_tokenizer`."""
+
+    kind: ClassVar[str]
+    _registry: ClassVar[dict[str, type[Tokenizer]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        kind = cls.__dict__.get("kind")
+        if kind is not None:
+            Tokenizer._registry[kind] = cls
+
+    @property
+    @abstractmethod
+    def vocab_size(self) -> int:
+        """Number of ids (the model's ``vocab_size`` must be at least this)."""
+
+    @property
+    def eot_id(self) -> int | None:
+        """The end-of-text id placed between documents and used to stop generation, if any."""
+        return None
+
+    @abstractmethod
+    def encode(self, text: str) -> list[int]:
+        """Text to ids."""
+
+    @abstractmethod
+    def decode(self, ids: Sequence[int]) -> str:
+        """Ids to text."""
+
+    @abstractmethod
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready state, without the ``type`` field (added by :meth:`save`)."""
+
+    @classmethod
+    @abstractmethod
+    def from_dict(cls, data: dict[str, Any], directory: Path) -> Tokenizer:
+        """Inverse of :meth:`to_dict`; ``directory`` holds any side files written by :meth:`save`."""
+
+    def save_files(self, directory: Path) -> list[str]:
+        """Write side files next to tokenizer.json; return their names. None by default."""
+        return []
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``tokenizer.json`` (and side files) into ``directory``; returns the JSON path."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.save_files(directory)
+        path = directory / TOKENIZER_FILE
+        atomic_write_text(path, json.dumps({"type": self.kind, **self.to_dict()}, indent=1))
+        return path
+
+    def check_ids(self, ids: Sequence[int]) -> list[int]:
+        """Ids as a list of ints, with a clear error for one outside the vocabulary."""
+        out = [int(i) for i in ids]
+        for i in out:
+            if not 0 <= i < self.vocab_size:
+                raise TokenizerError(
+                    f"id {i} is outside this tokenizer's vocabulary [0, {self.vocab_size}); was "
+                    "the model trained with a larger vocabulary than its tokenizer?"
+                )
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(vocab_size={self.vocab_size})"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file, fsync and rename, so a crash never leaves half a file."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
+    """Call ``write(binary_file)`` on a temporary sibling of ``path`` and rename it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """Load a tokenizer saved by :meth:`Tokenizer.save` (a directory or its tokenizer.json)."""
+    path = Path(path)
+    file = path / TOKENIZER_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise TokenizerError(
+            f"no tokenizer at {str(path)!r}: expected a directory holding {TOKENIZER_FILE} or "
+            "the path of such a file"
+        )
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TokenizerError(f"{file}: not a valid tokenizer JSON file ({exc})") from exc
+    if not isinstance(data, dict) or "type" not in data:
+        raise TokenizerError(f"{file}: missing the 'type' field naming the tokenizer kind")
+    kind = data.pop("type")
+    cls = Tokenizer._registry.get(kind)
+    if cls is None:
+        raise TokenizerError(
+            f"{file}: unknown tokenizer type {kind!r}; known types: "
+            f"{', '.join(sorted(Tokenizer._registry))}"
+        )
+    return cls.from_dict(data, file.parent)
