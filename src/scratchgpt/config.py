@@ -21,7 +21,7 @@ ATTENTION_IMPLS: tuple[str, ...] = ("explicit", "sdpa")
 
 
 class ConfigError(ValueError):
-    """A configuration value is wrong; the message names the field, the value and what is allowed."""
+    """A bad configuration value; the message names the field, the value and what is allowed."""
 
 
 def _nearest(name: str, choices: list[str] | tuple[str, ...]) -> str:
@@ -127,20 +127,40 @@ PRESETS: dict[str, dict[str, Any]] = {
     "gpt2-774M": {**_GPT2, "emb_dim": 1280, "n_heads": 20, "n_layers": 36},
     "gpt2-1558M": {**_GPT2, "emb_dim": 1600, "n_heads": 25, "n_layers": 48},
     "tiny": {
-        "vocab_size": 256, "context_length": 64, "emb_dim": 32, "n_heads": 4, "n_layers": 2,
-        "drop_rate": 0.0, "tie_weights": True,
+        "vocab_size": 256,
+        "context_length": 64,
+        "emb_dim": 32,
+        "n_heads": 4,
+        "n_layers": 2,
+        "drop_rate": 0.0,
+        "tie_weights": True,
     },
     "small": {
-        "vocab_size": 8192, "context_length": 256, "emb_dim": 128, "n_heads": 4, "n_layers": 3,
-        "drop_rate": 0.1, "tie_weights": True,
+        "vocab_size": 8192,
+        "context_length": 256,
+        "emb_dim": 128,
+        "n_heads": 4,
+        "n_layers": 3,
+        "drop_rate": 0.1,
+        "tie_weights": True,
     },
     "default": {
-        "vocab_size": 2048, "context_length": 512, "emb_dim": 768, "n_heads": 12,
-        "n_layers": 12, "drop_rate": 0.1, "tie_weights": True,
+        "vocab_size": 2048,
+        "context_length": 512,
+        "emb_dim": 768,
+        "n_heads": 12,
+        "n_layers": 12,
+        "drop_rate": 0.1,
+        "tie_weights": True,
     },
     "large": {
-        "vocab_size": 50257, "context_length": 1024, "emb_dim": 1024, "n_heads": 16,
-        "n_layers": 24, "drop_rate": 0.1, "tie_weights": True,
+        "vocab_size": 50257,
+        "context_length": 1024,
+        "emb_dim": 1024,
+        "n_heads": 16,
+        "n_layers": 24,
+        "drop_rate": 0.1,
+        "tie_weights": True,
     },
 }
 

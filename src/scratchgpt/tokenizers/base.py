@@ -14,9 +14,11 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 TOKENIZER_FILE = "tokenizer.json"
+
+T = TypeVar("T", bound="Tokenizer")
 
 
 class TokenizerError(ValueError):
@@ -60,20 +62,42 @@ class Tokenizer(ABC):
     @classmethod
     @abstractmethod
     def from_dict(cls, data: dict[str, Any], directory: Path) -> Tokenizer:
-        """Inverse of :meth:`to_dict`; ``directory`` holds any side files written by :meth:`save`."""
+        """Inverse of :meth:`to_dict`; side files written by :meth:`save` are in ``directory``."""
 
     def save_files(self, directory: Path) -> list[str]:
         """Write side files next to tokenizer.json; return their names. None by default."""
         return []
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``tokenizer.json`` (and side files) into ``directory``; returns the JSON path."""
+        """Write ``tokenizer.json`` (and side files) into ``directory``; returns the JSON path.
+
+        A path ending in ``.json`` that is not an existing directory names the JSON file
+        itself (``tok.json``); side files, if any, then go beside it, where :func:`load_tokenizer`
+        looks for them.
+        """
         directory = Path(directory)
+        if directory.suffix.lower() == ".json" and not directory.is_dir():
+            directory, path = directory.parent, directory
+        else:
+            path = directory / TOKENIZER_FILE
         directory.mkdir(parents=True, exist_ok=True)
         self.save_files(directory)
-        path = directory / TOKENIZER_FILE
         atomic_write_text(path, json.dumps({"type": self.kind, **self.to_dict()}, indent=1))
         return path
+
+    @classmethod
+    def load(cls: type[T], path: str | Path) -> T:
+        """Load a saved tokenizer of this class (a directory or a JSON file path).
+
+        ``Tokenizer.load`` accepts any kind, like :func:`load_tokenizer`; a subclass checks
+        that the file holds its own kind, so a type mix-up fails here, not at the first encode.
+        """
+        tokenizer = load_tokenizer(path)
+        if not isinstance(tokenizer, cls):
+            raise TokenizerError(
+                f"{path} holds a {tokenizer.kind!r} tokenizer, not a {cls.__name__}"
+            )
+        return tokenizer
 
     def check_ids(self, ids: Sequence[int]) -> list[int]:
         """Ids as a list of ints, with a clear error for one outside the vocabulary."""
@@ -104,6 +128,7 @@ def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; use the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -133,3 +158,10 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
             f"{', '.join(sorted(Tokenizer._registry))}"
         )
     return cls.from_dict(data, file.parent)
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it; there is no getter)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

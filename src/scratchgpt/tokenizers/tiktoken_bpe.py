@@ -20,9 +20,7 @@ from .gpt2_files import ENDOFTEXT, read_gpt2_files
 
 # GPT-2's pre-tokenisation regex: contractions, letters, numbers, other symbols, whitespace;
 # each with an optional leading space so " the" is one piece (Radford et al. 2019).
-GPT2_PATTERN = (
-    r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-)
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
 class TiktokenTokenizer(Tokenizer):

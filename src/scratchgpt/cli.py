@@ -1,0 +1,260 @@
+"""The ``scratchgpt`` command: parse flags, build configs, call one library function.
+
+Nothing here trains, samples or counts by itself; every subcommand is a thin shell over the
+Python API so anything the CLI does can be done (and tested) from Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("scratchgpt")
+
+# Errors a user can fix from the message alone: shown as one line, without a traceback.
+# (ConfigError, DataError, TokenizerError and CheckpointError are all ValueErrors.)
+USER_ERRORS = (ValueError, OSError)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: Any) -> None:
+    """One flag per dataclass field, typed from its annotation, help from its metadata."""
+    kinds = {"int": int, "float": float, "str": str, "bool": bool}
+    for f in dataclasses.fields(cls):
+        kind = kinds[str(f.type).replace(" | None", "")]
+        default = f.default
+        help_text = f.metadata.get("help", "")
+        if default is not None:
+            help_text += f" (default: {default})"
+        if kind is bool:
+            parser.add_argument(
+                _flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
+        else:
+            parser.add_argument(
+                _flag(f.name), type=kind, default=None, metavar=f.name.upper(), help=help_text
+            )
+
+
+def _dataclass_from_args(cls: Any, args: argparse.Namespace) -> Any:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in values.items() if v is not None})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (exposed so tests can check every flag is documented)."""
+    from .config import PRESETS
+    from .training import TrainConfig
+
+    parser = argparse.ArgumentParser(
+        prog="scratchgpt",
+        description="A GPT built from scratch: train it, generate with it, inspect it.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "train",
+        help="train a model (no flags: a small model on the built-in pydocs corpus)",
+        description="Train a GPT on a text and save a checkpoint in its run directory.",
+    )
+    p.add_argument(
+        "--data",
+        default="pydocs",
+        help="a UTF-8 text file, or the built-in corpus 'pydocs' (default: pydocs)",
+    )
+    p.add_argument(
+        "--tokenizer",
+        default="char",
+        help="'char' (built from the data), 'gpt2', a saved tokenizer, or a directory with "
+        "OpenAI's encoder.json + vocab.bpe (default: char)",
+    )
+    p.add_argument(
+        "--preset",
+        default=None,
+        choices=list(PRESETS),
+        metavar="NAME",
+        help=f"model shape: one of {', '.join(PRESETS)} (default: small)",
+    )
+    p.add_argument(
+        "--config", type=Path, help="model config file (JSON or YAML) instead of a preset"
+    )
+    p.add_argument("--context-length", type=int, help="override the model's context length")
+    p.add_argument("--drop-rate", type=float, help="override the model's dropout rate")
+    p.add_argument(
+        "--attn-impl", choices=["explicit", "sdpa"], help="attention math (default: sdpa)"
+    )
+    p.add_argument("--out", type=Path, help="run directory (default: runs/<date>-<time>)")
+    _add_dataclass_flags(p, TrainConfig)
+
+    p = sub.add_parser(
+        "generate",
+        help="generate text from a checkpoint",
+        description="Continue a prompt with a trained model.",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="checkpoint or run directory (default: the latest run under runs/)",
+    )
+    p.add_argument(
+        "--prompt",
+        default="",
+        help="text to continue (default: start from end-of-text or a newline)",
+    )
+    p.add_argument("--max-tokens", type=int, default=200, help="tokens to generate (default: 200)")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=0.8,
+        help="0 is greedy; higher is more random (default: 0.8)",
+    )
+    p.add_argument("--top-k", type=int, help="sample only among the k most likely tokens")
+    p.add_argument("--top-p", type=float, help="sample only in the nucleus of mass p (0 < p <= 1)")
+    p.add_argument("--seed", type=int, help="random seed, for a reproducible sample")
+    p.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)"
+    )
+
+    p = sub.add_parser(
+        "info",
+        help="show a model config and its parameter count",
+        description="Show a model config and its parameter count (no flag: list the presets).",
+    )
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--preset", choices=list(PRESETS), metavar="NAME", help="a preset name")
+    group.add_argument("--config", type=Path, help="a JSON or YAML model config file")
+    group.add_argument("--checkpoint", type=Path, help="a checkpoint or run directory")
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import GPTConfig, load_model_config, preset
+    from .training import TrainConfig, train
+
+    cfg: GPTConfig = (
+        load_model_config(args.config) if args.config else preset(args.preset or "small")
+    )
+    overrides = {
+        "context_length": args.context_length,
+        "drop_rate": args.drop_rate,
+        "attn_impl": args.attn_impl,
+    }
+    cfg = GPTConfig.from_dict(
+        {**cfg.to_dict(), **{k: v for k, v in overrides.items() if v is not None}}
+    )
+    result = train(
+        data=args.data,
+        tokenizer=args.tokenizer,
+        model=cfg,
+        config=_dataclass_from_args(TrainConfig, args),
+        out_dir=args.out,
+    )
+    first, last = result.history[0], result.history[-1]
+    print(
+        f"trained {result.steps} steps: val loss {first['val_loss']:.3f} -> {last['val_loss']:.3f}"
+        f"\ncheckpoint: {result.checkpoint}\n"
+        f"generate with: scratchgpt generate --checkpoint {result.run_dir} --prompt '...'"
+    )
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoint import load_checkpoint
+    from .generation import check_sampling, generate
+    from .training import latest_run, pick_device
+
+    check_sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    if args.max_tokens < 0:
+        raise ValueError(f"--max-tokens {args.max_tokens}: must be >= 0")
+    path = args.checkpoint or latest_run()
+    device = pick_device(args.device)
+    model, tokenizer = load_checkpoint(path, device=device)
+    log.info("loaded %s", path)
+    if args.prompt:
+        ids = tokenizer.encode(args.prompt)
+    elif tokenizer.eot_id is not None:
+        ids = [tokenizer.eot_id]
+    else:
+        ids = tokenizer.encode("\n")
+    generator = None
+    if args.seed is not None:
+        generator = torch.Generator(device=device).manual_seed(args.seed)
+    out = generate(
+        model,
+        torch.tensor([ids], dtype=torch.long, device=device),
+        args.max_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        eos_id=tokenizer.eot_id,
+        generator=generator,
+    )
+    print(tokenizer.decode(out[0].tolist()))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoint import read_checkpoint_info
+    from .config import PRESETS, GPTConfig, load_model_config, preset
+    from .model import GPTModel, num_parameters
+
+    def count(cfg: GPTConfig) -> int:
+        with torch.device("meta"):  # shapes only: no memory or init time, even for 1.5B
+            return num_parameters(GPTModel(cfg))
+
+    if args.preset is None and args.config is None and args.checkpoint is None:
+        for name in PRESETS:
+            print(f"{name:<12} {count(preset(name)):>15,} parameters")
+        return 0
+    if args.checkpoint:
+        cfg, meta = read_checkpoint_info(args.checkpoint)
+    else:
+        cfg, meta = (preset(args.preset) if args.preset else load_model_config(args.config)), {}
+    print(json.dumps(cfg.to_dict(), indent=2))
+    if meta.get("step") is not None:
+        print(f"trained steps: {meta['step']}, val loss: {meta.get('val_loss')}")
+    print(f"parameters: {count(cfg):,}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "generate": cmd_generate, "info": cmd_info}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from . import __version__
+
+        print(__version__)
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except USER_ERRORS as exc:
+        print(f"scratchgpt {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

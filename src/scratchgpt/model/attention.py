@@ -1,0 +1,112 @@
+"""Causal multi-head self-attention, with the attention math as a swappable function.
+
+Attention (Vaswani et al. 2017, "Attention Is All You Need", §3.2): every position builds a
+query, a key and a value; a query's scores against all keys, scaled and softmax-normalised,
+weight a sum of the values. "Causal" masks the future so position t only sees positions <= t,
+which is what lets a GPT predict the next token (Raschka, "Build a LLM from Scratch", ch. 3).
+
+The math lives in two functions with one signature, ``(q, k, v, *, mask, dropout_p) -> out``:
+:func:`explicit_attention` writes every step out for a reader; :func:`sdpa_attention` calls
+PyTorch's fused kernel (flash attention on a GPU). The module picks one by the config's
+``attn_impl`` and both use the same parameters, so a checkpoint runs on either path.
+
+Shapes: B batch, T query length, S key length, C = emb_dim, nh = n_heads, hs = head size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import GPTConfig
+
+# mask: bool (T, S) or broadcastable, True where a query may attend a key; None means "causal
+# with T == S", which lets the fused kernel use its own, faster causal path.
+AttentionFn = Callable[..., torch.Tensor]
+
+
+def explicit_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    mask: torch.Tensor | None,
+    dropout_p: float,
+) -> torch.Tensor:
+    """Scaled dot-product attention, one step per line. q (B, nh, T, hs), k/v (B, nh, S, hs)."""
+    T, S = q.size(-2), k.size(-2)
+    # Similarity of every query with every key: (B, nh, T, hs) @ (B, nh, hs, S) -> (B, nh, T, S)
+    scores = q @ k.transpose(-2, -1)
+    # Divide by sqrt(hs): dot products of hs-dim vectors grow like sqrt(hs), and large scores
+    # saturate the softmax into near one-hot weights with vanishing gradients.
+    scores = scores / math.sqrt(q.size(-1))
+    if mask is None:
+        # Causal: query i may attend keys 0..i (lower triangle, diagonal included).
+        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril()
+    # A masked score of -inf becomes exactly 0 weight after the softmax.
+    scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)  # each row sums to 1 over the keys
+    # Dropout on the weights (as in GPT-2): randomly ignore some keys during training.
+    weights = F.dropout(weights, p=dropout_p)
+    return weights @ v  # (B, nh, T, S) @ (B, nh, S, hs) -> (B, nh, T, hs)
+
+
+def sdpa_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    mask: torch.Tensor | None,
+    dropout_p: float,
+) -> torch.Tensor:
+    """The same function through torch's fused kernel (flash / memory-efficient / math)."""
+    if mask is None:
+        # is_causal lets the kernel skip the masked half; valid only because T == S here.
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+
+
+ATTENTION_FUNCTIONS: dict[str, AttentionFn] = {
+    "explicit": explicit_attention,
+    "sdpa": sdpa_attention,
+}
+
+
+class MultiHeadAttention(nn.Module):
+    """nh heads of causal self-attention computed at once by splitting C into nh * hs.
+
+    One big projection per Q, K and V (instead of nh small ones) gives the same function with
+    a single matrix multiply each; the heads are then a reshape, not separate modules.
+    """
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.head_dim = cfg.head_dim
+        self.dropout_p = cfg.drop_rate
+        self.attend = ATTENTION_FUNCTIONS[cfg.attn_impl]
+        self.W_query = nn.Linear(cfg.emb_dim, cfg.emb_dim, bias=cfg.qkv_bias)
+        self.W_key = nn.Linear(cfg.emb_dim, cfg.emb_dim, bias=cfg.qkv_bias)
+        self.W_value = nn.Linear(cfg.emb_dim, cfg.emb_dim, bias=cfg.qkv_bias)
+        # Mixes the heads' outputs back into one C-dim vector per position.
+        self.out_proj = nn.Linear(cfg.emb_dim, cfg.emb_dim)
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        # (B, T, C) -> (B, T, nh, hs) -> (B, nh, T, hs): each head attends independently.
+        return x.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, C) -> (B, T, C); ``mask`` as in :func:`explicit_attention` (None: causal)."""
+        B, T, C = x.shape
+        q = self._split_heads(self.W_query(x))  # (B, nh, T, hs)
+        k = self._split_heads(self.W_key(x))  # (B, nh, T, hs)
+        v = self._split_heads(self.W_value(x))  # (B, nh, T, hs)
+        out = self.attend(q, k, v, mask=mask, dropout_p=self.dropout_p if self.training else 0.0)
+        # (B, nh, T, hs) -> (B, T, nh, hs) -> (B, T, C): concatenate the heads.
+        out = out.transpose(1, 2).contiguous().view(B, T, C)
+        return self.out_proj(out)

@@ -1,0 +1,48 @@
+"""The optimiser and the learning-rate schedule.
+
+AdamW (Loshchilov & Hutter 2019) with weight decay only on matrices: decaying biases and
+LayerNorm scales toward zero only fights the normalisation and helps nothing. The learning
+rate is one pure function of the step, linear warmup then cosine decay (GPT-3 paper, §B), so a
+resumed run gets exactly the rate it would have had.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def lr_at(step: int, *, lr: float, min_lr: float, warmup_steps: int, max_steps: int) -> float:
+    """The learning rate for optimiser step ``step`` (0-based).
+
+    Warmup ramps linearly from lr / warmup_steps to lr (a large rate on random weights makes
+    Adam's early, poorly estimated moments throw the model around); then cosine from lr to
+    min_lr at ``max_steps``.
+    """
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if step >= max_steps:
+        return min_lr
+    progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
+
+
+def make_optimizer(
+    model: nn.Module,
+    *,
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float] = (0.9, 0.95),
+    device_type: str = "cpu",
+) -> torch.optim.AdamW:
+    """AdamW with decay on parameters of dim >= 2 (weights, embeddings) and none on the rest."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    # The fused CUDA kernel updates all parameters in one launch instead of one per tensor.
+    fused = device_type == "cuda"
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)

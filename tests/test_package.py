@@ -1,0 +1,41 @@
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import scratchgpt
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_public_api_resolves():
+    for name in scratchgpt.__all__:
+        assert getattr(scratchgpt, name) is not None
+    assert set(scratchgpt.__all__) == set(scratchgpt._EXPORTS)
+
+
+def test_import_is_light():
+    code = "import sys, scratchgpt; print(any(m in sys.modules for m in ('torch', 'transformers')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_no_pickle_in_the_package():
+    for path in (ROOT / "src" / "scratchgpt").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "import pickle" not in text, path
+        for line in text.splitlines():
+            if "torch.load(" in line:
+                assert "weights_only=True" in line, f"{path}: {line}"
+
+
+def test_ruff_clean():
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    if not Path(ruff).exists():
+        pytest.skip("ruff is not installed (pip install -e '.[test]')")
+    result = subprocess.run(
+        [ruff, "check", "src", "tests", "bench"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
