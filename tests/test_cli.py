@@ -1,3 +1,4 @@
+import ast
 import subprocess
 import sys
 
@@ -90,3 +91,46 @@ def test_help_runs_as_a_module(command):
     assert f"usage: scratchgpt {command}" in out
     if command == "train":
         assert "--max-steps" in out and "--data" in out and "--preset" in out
+
+
+def test_tokenizer_train_and_encode(tmp_path, shared_data, capsys):
+    out = tmp_path / "tok.json"
+    verdict = str(shared_data("the-verdict.txt"))
+    args = ["tokenizer", "train", "--data", verdict, "--vocab-size", "400", "--out", str(out)]
+    assert main([*args, "--special-tokens", "bos=<BOS>", "eos=<EOS>"]) == 0
+    assert "400-token" in capsys.readouterr().out
+    assert main(["tokenizer", "encode", "--tokenizer", str(out), "I HAD always"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    pieces = [ast.literal_eval(line.split(None, 1)[1]) for line in lines[1:]]  # repr'd pieces
+    assert "".join(pieces) == "I HAD always"
+    gpt2_dir = str(shared_data("gpt2-encoder.json").parent)
+    assert main(["tokenizer", "encode", "--tokenizer", gpt2_dir, "Hello, world."]) == 0
+    assert "[15496, 11, 995, 13]" in capsys.readouterr().out
+    assert (
+        main(["tokenizer", "train", "--data", "nope.txt", "--vocab-size", "300", "--out", str(out)])
+        == 2
+    )
+    assert "nope.txt" in capsys.readouterr().err
+
+
+def test_train_with_a_bpe_tokenizer(tmp_path, shared_data, capsys):
+    verdict = str(shared_data("the-verdict.txt"))
+    args = [
+        "train",
+        "--data",
+        verdict,
+        "--tokenizer",
+        "bpe",
+        "--vocab-size",
+        "300",
+        "--preset",
+        "tiny",
+        "--max-steps",
+        "2",
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(["info", "--checkpoint", str(tmp_path / "run")]) == 0
+    assert '"vocab_size": 300' in capsys.readouterr().out

@@ -28,6 +28,9 @@ _EXPORTS: dict[str, str] = {
     "Tokenizer": "tokenizers",
     "TokenizerError": "tokenizers",
     "CharTokenizer": "tokenizers",
+    "BPETokenizer": "tokenizers",
+    "SimpleTokenizerV1": "tokenizers",
+    "SimpleTokenizerV2": "tokenizers",
     "TiktokenTokenizer": "tokenizers",
     "get_tokenizer": "tokenizers",
     "load_tokenizer": "tokenizers",
@@ -48,6 +51,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "GELU",
     "PRESETS",
+    "BPETokenizer",
     "CharTokenizer",
     "CheckpointError",
     "ConfigError",
@@ -57,6 +61,8 @@ __all__ = [
     "GPTModel",
     "LayerNorm",
     "MultiHeadAttention",
+    "SimpleTokenizerV1",
+    "SimpleTokenizerV2",
     "SlidingWindowDataset",
     "TiktokenTokenizer",
     "Tokenizer",
@@ -109,7 +115,10 @@ if TYPE_CHECKING:
         num_parameters,
     )
     from .tokenizers import (
+        BPETokenizer,
         CharTokenizer,
+        SimpleTokenizerV1,
+        SimpleTokenizerV2,
         TiktokenTokenizer,
         Tokenizer,
         TokenizerError,

@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "train",
-        help="train a model (no flags: a small model on the built-in pydocs corpus)",
+        help="train a model (no flags: a char-level model on the built-in pydocs corpus)",
         description="Train a GPT on a text and save a checkpoint in its run directory.",
     )
     p.add_argument(
@@ -76,15 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tokenizer",
         default="char",
-        help="'char' (built from the data), 'gpt2', a saved tokenizer, or a directory with "
+        help="'char' (built from the data), 'bpe' (trained on the data, see --vocab-size), "
+        "'simple' (the book's word tokenizer), 'gpt2', a saved tokenizer, or a directory with "
         "OpenAI's encoder.json + vocab.bpe (default: char)",
+    )
+    p.add_argument(
+        "--vocab-size", type=int, help="vocabulary size of a --tokenizer bpe trained on the data"
     )
     p.add_argument(
         "--preset",
         default=None,
         choices=list(PRESETS),
         metavar="NAME",
-        help=f"model shape: one of {', '.join(PRESETS)} (default: small)",
+        help=f"model shape: one of {', '.join(PRESETS)} (default: mini)",
     )
     p.add_argument(
         "--config", type=Path, help="model config file (JSON or YAML) instead of a preset"
@@ -125,6 +129,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)"
     )
+    p.add_argument(
+        "--tokenizer",
+        help="use this tokenizer instead of the checkpoint's (same vocabulary size or smaller)",
+    )
+
+    p = sub.add_parser(
+        "tokenizer",
+        help="train a BPE tokenizer, or show how a tokenizer cuts a text",
+        description="Train a byte-level BPE tokenizer, or show the ids and pieces of a text.",
+    )
+    tsub = p.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)
+    t = tsub.add_parser("train", help="train a byte-level BPE on text files")
+    t.add_argument("--data", nargs="+", required=True, type=Path, help="UTF-8 text files")
+    t.add_argument("--vocab-size", type=int, required=True, help="exact vocabulary size")
+    t.add_argument("--out", type=Path, required=True, help="output JSON file (e.g. tok.json)")
+    t.add_argument(
+        "--special-tokens",
+        nargs="*",
+        default=["<|endoftext|>"],
+        metavar="TOKEN",
+        help="special tokens, or ROLE=TOKEN pairs for roles bos, eos, pad, unk "
+        "(default: <|endoftext|>)",
+    )
+    t.add_argument(
+        "--pattern",
+        default="gpt2",
+        help="pre-tokenisation regex: gpt2, cl100k or a raw regex (default: gpt2)",
+    )
+    t = tsub.add_parser("encode", help="print the ids of a text and the piece each one covers")
+    t.add_argument("text", help="the text to encode")
+    t.add_argument(
+        "--tokenizer",
+        default="gpt2",
+        help="gpt2, a saved tokenizer (tok.json or a directory), a checkpoint directory, or a "
+        "directory with OpenAI's encoder.json + vocab.bpe (default: gpt2)",
+    )
 
     p = sub.add_parser(
         "info",
@@ -143,7 +183,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training import TrainConfig, train
 
     cfg: GPTConfig = (
-        load_model_config(args.config) if args.config else preset(args.preset or "small")
+        load_model_config(args.config) if args.config else preset(args.preset or "mini")
     )
     overrides = {
         "context_length": args.context_length,
@@ -156,6 +196,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(
         data=args.data,
         tokenizer=args.tokenizer,
+        vocab_size=args.vocab_size,
         model=cfg,
         config=_dataclass_from_args(TrainConfig, args),
         out_dir=args.out,
@@ -174,6 +215,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     from .checkpoint import load_checkpoint
     from .generation import check_sampling, generate
+    from .tokenizers import get_tokenizer
     from .training import latest_run, pick_device
 
     check_sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
@@ -183,6 +225,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     model, tokenizer = load_checkpoint(path, device=device)
     log.info("loaded %s", path)
+    if args.tokenizer:
+        tokenizer = get_tokenizer(args.tokenizer)
+        if tokenizer.vocab_size > model.cfg.vocab_size:
+            raise ValueError(
+                f"--tokenizer {args.tokenizer}: {tokenizer.vocab_size} ids, more than the model's "
+                f"vocab_size={model.cfg.vocab_size}"
+            )
     if args.prompt:
         ids = tokenizer.encode(args.prompt)
     elif tokenizer.eot_id is not None:
@@ -232,7 +281,38 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "generate": cmd_generate, "info": cmd_info}
+def cmd_tokenizer(args: argparse.Namespace) -> int:
+    from .checkpoint import is_checkpoint, load_checkpoint
+    from .tokenizers import explain_encoding, get_tokenizer, train_bpe_files
+
+    if args.tokenizer_command == "train":
+        roles = [s.split("=", 1) for s in args.special_tokens if "=" in s]
+        if roles and len(roles) != len(args.special_tokens):
+            raise ValueError("--special-tokens: give either all ROLE=TOKEN pairs or none")
+        special = {r: t for r, t in roles} if roles else list(args.special_tokens)
+        tok = train_bpe_files(
+            args.data, args.vocab_size, special_tokens=special, pattern=args.pattern
+        )
+        path = tok.save(args.out)
+        print(f"trained a {tok.vocab_size}-token BPE vocabulary: {path}")
+        return 0
+    if is_checkpoint(args.tokenizer):
+        _, tokenizer = load_checkpoint(args.tokenizer)
+    else:
+        tokenizer = get_tokenizer(args.tokenizer)
+    pieces = explain_encoding(tokenizer, args.text)
+    print(f"{len(pieces)} tokens: {[i for i, _ in pieces]}")
+    for i, piece in pieces:
+        print(f"{i:>8}  {piece!r}")
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "generate": cmd_generate,
+    "info": cmd_info,
+    "tokenizer": cmd_tokenizer,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

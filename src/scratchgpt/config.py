@@ -135,6 +135,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         "drop_rate": 0.0,
         "tie_weights": True,
     },
+    # The built-in `scratchgpt train` run: a character-level model sized so that ~800 steps
+    # fit in about five minutes on two CPU cores.
+    "mini": {
+        "vocab_size": 128,
+        "context_length": 128,
+        "emb_dim": 192,
+        "n_heads": 6,
+        "n_layers": 4,
+        "drop_rate": 0.0,
+        "tie_weights": True,
+    },
     "small": {
         "vocab_size": 8192,
         "context_length": 256,

@@ -52,9 +52,9 @@ class TrainConfig:
     """
 
     max_steps: int = field(default=800, metadata={"help": "optimiser steps to run"})
-    batch_size: int = field(default=16, metadata={"help": "sequences per step"})
-    lr: float = field(default=2e-3, metadata={"help": "peak learning rate"})
-    min_lr: float = field(default=2e-4, metadata={"help": "learning rate at the end of the decay"})
+    batch_size: int = field(default=32, metadata={"help": "sequences per step"})
+    lr: float = field(default=3e-3, metadata={"help": "peak learning rate"})
+    min_lr: float = field(default=3e-4, metadata={"help": "learning rate at the end of the decay"})
     warmup_steps: int | None = field(
         default=None,
         metadata={"help": "steps of linear warmup (default: 10%% of max_steps, at most 100)"},
@@ -195,14 +195,16 @@ def train(
     *,
     data: str | Path = "pydocs",
     tokenizer: str | Path | Tokenizer = "char",
-    model: GPTConfig | str = "small",
+    vocab_size: int | None = None,
+    model: GPTConfig | str = "mini",
     config: TrainConfig | None = None,
     out_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train a GPT on a text and save it; returns the run's directory and loss history.
 
     ``data`` is a named corpus ("pydocs") or a UTF-8 text file; ``tokenizer`` a name, a path
-    or a Tokenizer; ``model`` a preset name or a GPTConfig, whose vocab_size is set to the
+    or a Tokenizer (``vocab_size`` is the size of a "bpe" tokenizer trained on the data);
+    ``model`` a preset name or a GPTConfig, whose vocab_size is set to the
     tokenizer's. The run directory holds train_config.json, metrics.jsonl and checkpoint/.
     """
     config = config or TrainConfig()
@@ -210,7 +212,7 @@ def train(
     torch.manual_seed(config.seed)
 
     text = load_text(data)
-    tok = get_tokenizer(tokenizer, text=text)
+    tok = get_tokenizer(tokenizer, text=text, vocab_size=vocab_size)
     cfg = preset(model) if isinstance(model, str) else model
     if cfg.vocab_size != tok.vocab_size:
         log.info("vocab_size %d -> %d (the tokenizer's)", cfg.vocab_size, tok.vocab_size)
