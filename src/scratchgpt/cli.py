@@ -210,28 +210,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    import torch
-
+def _load_model(args: argparse.Namespace, device: Any) -> tuple[Any, Any]:
+    """The model and tokenizer a command asked for: --checkpoint, or the latest run."""
     from .checkpoint import load_checkpoint
-    from .generation import check_sampling, generate
     from .tokenizers import get_tokenizer
-    from .training import latest_run, pick_device
+    from .training import latest_run
 
-    check_sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
-    if args.max_tokens < 0:
-        raise ValueError(f"--max-tokens {args.max_tokens}: must be >= 0")
     path = args.checkpoint or latest_run()
-    device = pick_device(args.device)
     model, tokenizer = load_checkpoint(path, device=device)
     log.info("loaded %s", path)
-    if args.tokenizer:
+    if getattr(args, "tokenizer", None):
         tokenizer = get_tokenizer(args.tokenizer)
         if tokenizer.vocab_size > model.cfg.vocab_size:
             raise ValueError(
                 f"--tokenizer {args.tokenizer}: {tokenizer.vocab_size} ids, more than the model's "
                 f"vocab_size={model.cfg.vocab_size}"
             )
+    return model, tokenizer
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .generation import check_sampling, generate
+    from .training import pick_device
+
+    check_sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    if args.max_tokens < 0:
+        raise ValueError(f"--max-tokens {args.max_tokens}: must be >= 0")
+    device = pick_device(args.device)
+    model, tokenizer = _load_model(args, device)
     if args.prompt:
         ids = tokenizer.encode(args.prompt)
     elif tokenizer.eot_id is not None:
