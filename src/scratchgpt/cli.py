@@ -127,6 +127,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, help="sample only in the nucleus of mass p (0 < p <= 1)")
     p.add_argument("--seed", type=int, help="random seed, for a reproducible sample")
     p.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=1.0,
+        help="> 1 makes tokens already in the text less likely (default: 1, off)",
+    )
+    p.add_argument(
+        "--stop",
+        action="append",
+        metavar="TEXT",
+        help="stop before this text (repeat the flag for several stop strings)",
+    )
+    p.add_argument(
+        "--num-samples", type=int, default=1, help="independent samples of the prompt (default: 1)"
+    )
+    p.add_argument(
+        "--interactive",
+        action="store_true",
+        help="a prompt loop: Ctrl-C stops the current answer, Ctrl-D exits",
+    )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="the textbook loop that re-reads the whole context for every token (slow)",
+    )
+    p.add_argument(
+        "--compile", action="store_true", help="compile the decode step with torch.compile"
+    )
+    p.add_argument(
         "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)"
     )
     p.add_argument(
@@ -230,37 +258,68 @@ def _load_model(args: argparse.Namespace, device: Any) -> tuple[Any, Any]:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    import torch
-
-    from .generation import check_sampling, generate
+    from .generation import Generator, check_sampling
     from .training import pick_device
 
-    check_sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
-    if args.max_tokens < 0:
-        raise ValueError(f"--max-tokens {args.max_tokens}: must be >= 0")
-    device = pick_device(args.device)
-    model, tokenizer = _load_model(args, device)
-    if args.prompt:
-        ids = tokenizer.encode(args.prompt)
-    elif tokenizer.eot_id is not None:
-        ids = [tokenizer.eot_id]
-    else:
-        ids = tokenizer.encode("\n")
-    generator = None
-    if args.seed is not None:
-        generator = torch.Generator(device=device).manual_seed(args.seed)
-    out = generate(
-        model,
-        torch.tensor([ids], dtype=torch.long, device=device),
-        args.max_tokens,
+    check_sampling(
         temperature=args.temperature,
         top_k=args.top_k,
         top_p=args.top_p,
-        eos_id=tokenizer.eot_id,
-        generator=generator,
+        repetition_penalty=args.repetition_penalty,
     )
-    print(tokenizer.decode(out[0].tolist()))
+    if args.max_tokens < 0:
+        raise ValueError(f"--max-tokens {args.max_tokens}: must be >= 0")
+    if args.num_samples < 1:
+        raise ValueError(f"--num-samples {args.num_samples}: must be >= 1")
+    device = pick_device(args.device)
+    model, tokenizer = _load_model(args, device)
+    gen = Generator(model, tokenizer, compile=args.compile)
+    options: dict[str, Any] = {
+        "temperature": args.temperature,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "repetition_penalty": args.repetition_penalty,
+        "use_cache": not args.no_cache,
+        "stop": args.stop or (),
+    }
+    if args.interactive:
+        return _interactive(gen, args, options)
+    for n in range(args.num_samples):
+        if args.num_samples > 1:
+            print(f"--- sample {n + 1} ---")
+        seed = None if args.seed is None else args.seed + n
+        print(args.prompt, end="", flush=True)
+        for piece in gen.stream_text(args.prompt, args.max_tokens, seed=seed, **options):
+            print(piece, end="", flush=True)  # each piece as soon as it is made
+        print()
     return 0
+
+
+def _interactive(gen: Any, args: argparse.Namespace, options: dict[str, Any]) -> int:
+    """A prompt loop: Ctrl-C stops the current answer, Ctrl-D (end of input) exits."""
+    print("Type a prompt and press Enter. Ctrl-C stops an answer, Ctrl-D exits.", file=sys.stderr)
+    n = 0
+    while True:
+        try:
+            prompt = input(">>> ")
+        except EOFError:
+            print(file=sys.stderr)
+            return 0
+        except KeyboardInterrupt:  # at the prompt: start a fresh line, like a shell
+            print(file=sys.stderr)
+            continue
+        if not prompt.strip():
+            continue
+        seed = None if args.seed is None else args.seed + n
+        n += 1
+        try:
+            for piece in gen.stream_text(prompt, args.max_tokens, seed=seed, **options):
+                print(piece, end="", flush=True)
+        except KeyboardInterrupt:
+            print()  # end the cut answer's line
+            print("[stopped]", file=sys.stderr)
+            continue
+        print()
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -2,9 +2,17 @@
 
 A GPT scores every vocabulary entry as the next token; generating is a loop of "run the model,
 turn the last position's logits into a choice, append it" (Raschka, "Build a LLM from
-Scratch", ch. 4.7 and 5.3). The choice is built from small functions: temperature rescales
-the logits, top-k and top-p (nucleus, Holtzman et al. 2020) cut off the unlikely tail, and a
-sample is drawn; temperature 0 means greedy, always the most likely token.
+Scratch", ch. 4.7 and 5.3). The loop is built from small functions, each one step:
+
+- :func:`next_token`: logits -> (repetition penalty, temperature, top-k, top-p) -> a sample;
+  temperature 0 is greedy, always the most likely token (Holtzman et al. 2020 for top-p);
+- :func:`prefill`: run the whole prompt once, filling the KV cache;
+- :func:`decode_step`: run one new token against the cache (gpt-fast's static-cache design);
+- :func:`stream`: yields each new token as it is made; :func:`generate` collects them.
+
+``use_cache=False`` runs the textbook loop that re-reads the whole context at every step; a
+test pins the two paths to the same ids. :class:`Generator` adds text in and out, stop strings,
+batches of prompts of different lengths, and an optionally compiled decode step.
 
 Shapes: B batch, T sequence length, V vocabulary.
 """
@@ -12,14 +20,21 @@ Shapes: B batch, T sequence length, V vocabulary.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
-from torch import nn
+
+from .model import GPTModel
+from .tokenizers import Tokenizer
 
 
 def check_sampling(
-    *, temperature: float, top_k: int | None = None, top_p: float | None = None
+    *,
+    temperature: float,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float = 1.0,
 ) -> None:
     """Reject sampling settings with no meaning, naming the setting and the allowed range."""
     if not temperature >= 0:
@@ -28,6 +43,11 @@ def check_sampling(
         raise ValueError(f"top_k={top_k}: must be >= 1, or None to keep every token")
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p={top_p}: must be in (0, 1], or None to keep every token")
+    if not repetition_penalty > 0:
+        raise ValueError(
+            f"repetition_penalty={repetition_penalty}: must be > 0 (1 is off, > 1 discourages "
+            "repeats)"
+        )
 
 
 def filter_logits(
@@ -50,6 +70,21 @@ def filter_logits(
     return logits
 
 
+def apply_repetition_penalty(
+    logits: torch.Tensor, seen: torch.Tensor, penalty: float
+) -> torch.Tensor:
+    """Make tokens already in ``seen`` (B, T) less likely (Keskar et al. 2019, CTRL).
+
+    A positive logit is divided by ``penalty``, a negative one multiplied, so a seen token's
+    logit always moves down for penalty > 1, whatever its sign.
+    """
+    if penalty == 1.0:
+        return logits
+    scores = logits.gather(-1, seen)  # (B, T): the logits of the tokens seen so far
+    scores = torch.where(scores > 0, scores / penalty, scores * penalty)
+    return logits.scatter(-1, seen, scores)
+
+
 def next_token(
     logits: torch.Tensor,
     *,
@@ -67,9 +102,31 @@ def next_token(
     return torch.multinomial(probs, num_samples=1, generator=generator)
 
 
+def prefill(
+    model: GPTModel, idx: torch.Tensor, *, pad_offset: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Run a whole prompt (B, T) through a model with a fresh cache; last logits (B, V)."""
+    input_pos = torch.arange(idx.size(1), device=idx.device)
+    return model(idx, input_pos=input_pos, pad_offset=pad_offset)[:, -1]
+
+
+def decode_step(
+    model: GPTModel,
+    token: torch.Tensor,
+    input_pos: torch.Tensor,
+    pad_offset: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One token per row (B, 1) at cache slot ``input_pos`` (1,) -> its logits (B, V).
+
+    Everything here has a fixed shape from step to step, which is what lets torch.compile
+    (and CUDA graphs) capture it once and replay it.
+    """
+    return model(token, input_pos=input_pos, pad_offset=pad_offset)[:, -1]
+
+
 @contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Dropout off while generating, then the caller's mode back."""
+def _inference(model: GPTModel) -> Iterator[None]:
+    """Dropout off and no autograd while generating, then the caller's mode back."""
     was_training = model.training
     model.eval()
     try:
@@ -79,41 +136,277 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def generate(
-    model: nn.Module,
+DecodeFn = Callable[..., torch.Tensor]
+
+
+def stream(
+    model: GPTModel,
     idx: torch.Tensor,
     max_new_tokens: int,
     *,
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
+    repetition_penalty: float = 1.0,
     eos_id: int | None = None,
     generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Extend the prompts ``idx`` (B, T) by up to ``max_new_tokens``; returns (B, T + n).
+    use_cache: bool = True,
+    pad_offset: torch.Tensor | None = None,
+    decode_fn: DecodeFn | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield the next token of every row, (B,) int64, as soon as it is chosen.
 
-    The model sees at most its last ``context_length`` tokens, so generation can run past the
-    context window. With ``eos_id``, a sequence that produced it is padded with ``eos_id`` from
-    then on, and the loop stops once every sequence has; the end-of-text id is kept in the
-    output so callers can see why it stopped.
+    ``idx`` (B, T) are the prompts; rows of different lengths are left-padded and
+    ``pad_offset`` (B,) gives each row's number of pads. The model sees at most its last
+    ``context_length`` tokens: once the context is full the window slides, which moves every
+    learned position, so each further token needs a fresh prefill of the window.
+    Generation stops after ``max_new_tokens``, or once every row has produced ``eos_id``
+    (a finished row yields ``eos_id`` from then on). ``decode_fn`` replaces
+    :func:`decode_step` (a compiled copy, from :class:`Generator`).
     """
-    check_sampling(temperature=temperature, top_k=top_k, top_p=top_p)
+    check_sampling(
+        temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty
+    )
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens={max_new_tokens}: must be >= 0")
     if idx.dim() != 2 or idx.size(1) == 0:
         raise ValueError(f"idx must be (batch, seq_len) with seq_len >= 1, got {tuple(idx.shape)}")
-    context_length: int = model.cfg.context_length  # type: ignore[union-attr]
+    context = model.cfg.context_length
+    decode = decode_fn or decode_step
     done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
-    with _eval_mode(model):
-        for _ in range(max_new_tokens):
-            logits = model(idx[:, -context_length:])[:, -1, :]  # (B, T, V) -> last position (B, V)
-            nxt = next_token(
-                logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
-            )
-            if eos_id is not None:
-                nxt = nxt.masked_fill(done.unsqueeze(1), eos_id)
-                done |= nxt.squeeze(1) == eos_id
-            idx = torch.cat([idx, nxt], dim=1)  # (B, T) -> (B, T + 1)
-            if eos_id is not None and bool(done.all()):
+    seq = idx  # everything so far, for the repetition penalty and for re-prefills
+    with _inference(model):
+        if use_cache:
+            model.setup_cache(idx.size(0), min(context, idx.size(1) + max_new_tokens))
+        try:
+            pos = 0  # the next cache slot; a Python int, so no device sync to track it
+            for step in range(max_new_tokens):
+                if not use_cache or step == 0 or pos == model.cache_len:
+                    # Full pass over the (last context_length tokens of the) sequence.
+                    window = seq[:, -context:]
+                    offset = pad_offset
+                    if offset is not None and seq.size(1) > context:
+                        offset = (offset - (seq.size(1) - context)).clamp_min(0)
+                    if use_cache:
+                        logits = prefill(model, window, pad_offset=offset)
+                        pos = window.size(1)
+                    else:
+                        logits = model(window, pad_offset=offset)[:, -1]
+                else:
+                    slot = torch.tensor([pos], device=idx.device)
+                    logits = decode(model, seq[:, -1:], slot, pad_offset)
+                    pos += 1
+                logits = apply_repetition_penalty(logits, seq, repetition_penalty)
+                token = next_token(
+                    logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
+                ).squeeze(1)  # (B, 1) -> (B,)
+                if eos_id is not None:
+                    token = token.masked_fill(done, eos_id)
+                    done |= token == eos_id
+                seq = torch.cat([seq, token.unsqueeze(1)], dim=1)  # (B, T) -> (B, T + 1)
+                yield token
+                if eos_id is not None and bool(done.all()):
+                    return
+        finally:
+            model.clear_cache()
+
+
+def generate(
+    model: GPTModel,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    eos_id: int | None = None,
+    generator: torch.Generator | None = None,
+    use_cache: bool = True,
+    pad_offset: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The prompts ``idx`` (B, T) followed by up to ``max_new_tokens`` new ids: (B, T + n).
+
+    Built on :func:`stream` (see there for the options). With ``eos_id``, generation ends once
+    every row has produced it; the end-of-text id is kept so callers can see why it stopped,
+    and rows that finished earlier are padded with it.
+    """
+    tokens = list(
+        stream(
+            model,
+            idx,
+            max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            repetition_penalty=repetition_penalty,
+            eos_id=eos_id,
+            generator=generator,
+            use_cache=use_cache,
+            pad_offset=pad_offset,
+        )
+    )
+    if not tokens:
+        return idx
+    return torch.cat([idx, torch.stack(tokens, dim=1)], dim=1)  # (B, T) + (B, n) -> (B, T + n)
+
+
+def left_pad(
+    prompts: Sequence[Sequence[int]], *, pad_id: int, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts of different lengths as one (B, T_max) batch padded on the left, and pad counts.
+
+    Left, not right: every row's last real token then sits in the same, final column, so one
+    decode step serves the whole batch.
+    """
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token")
+    width = max(len(p) for p in prompts)
+    rows = [[pad_id] * (width - len(p)) + list(p) for p in prompts]
+    offsets = [width - len(p) for p in prompts]
+    return (
+        torch.tensor(rows, dtype=torch.long, device=device),
+        torch.tensor(offsets, dtype=torch.long, device=device),
+    )
+
+
+class Generator:
+    """Text in, text out: a model with its tokenizer, an optional compiled decode step.
+
+    ``compile=True`` compiles :func:`decode_step` once with torch.compile (with CUDA graphs on
+    a GPU, mode "reduce-overhead") and keeps the compiled function on this object; module
+    globals are never rebound, so other callers keep the plain function.
+    """
+
+    def __init__(self, model: GPTModel, tokenizer: Tokenizer, *, compile: bool = False) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.decode_fn: DecodeFn = decode_step
+        if compile:
+            device_type = next(model.parameters()).device.type
+            mode = "reduce-overhead" if device_type == "cuda" else None
+            self.decode_fn = torch.compile(decode_step, mode=mode, fullgraph=True)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def stream_text(
+        self,
+        prompt: str,
+        max_new_tokens: int,
+        *,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+        **sampling: Any,
+    ) -> Iterator[str]:
+        """Yield the continuation of ``prompt`` piece by piece, as readable text.
+
+        A byte-level token can end in the middle of a UTF-8 character; such bytes are held
+        back until the character is complete. Stops at end-of-text, at the first stop string
+        (which is not yielded), or after ``max_new_tokens``.
+        """
+        ids = self._encode(prompt)
+        idx = torch.tensor([ids], dtype=torch.long, device=self.device)
+        emitted, new_ids = "", []
+        longest_stop = max((len(s) for s in stop), default=0)
+        for token in stream(
+            self.model,
+            idx,
+            max_new_tokens,
+            eos_id=self.tokenizer.eot_id,
+            generator=self._generator(seed),
+            decode_fn=self.decode_fn,
+            **sampling,
+        ):
+            tid = int(token[0])
+            if tid == self.tokenizer.eot_id:
                 break
-    return idx
+            new_ids.append(tid)
+            text = self.tokenizer.decode(new_ids)
+            if text.endswith("\ufffd"):  # an incomplete UTF-8 character: wait for the rest
+                continue
+            cut = _find_stop(text, stop)
+            if cut is not None:
+                if cut > len(emitted):
+                    yield text[len(emitted) : cut]
+                return
+            # Hold back what could still be the start of a stop string.
+            safe = len(text) - max(0, longest_stop - 1)
+            if safe > len(emitted):
+                yield text[len(emitted) : safe]
+                emitted = text[:safe]
+        text = self.tokenizer.decode(new_ids)
+        cut = _find_stop(text, stop)
+        end = cut if cut is not None else len(text)
+        if end > len(emitted):
+            yield text[len(emitted) : end]
+
+    def generate_text(
+        self,
+        prompts: str | Sequence[str],
+        max_new_tokens: int,
+        *,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+        **sampling: Any,
+    ) -> str | list[str]:
+        """Continuations of one prompt (a str) or of a batch of prompts (a list), in one pass.
+
+        A batch is left-padded and generated together; each row gives the same tokens as the
+        prompt alone (for greedy decoding; a test pins it). The prompt is not repeated in the
+        result, which ends before end-of-text or the first stop string.
+        """
+        single = isinstance(prompts, str)
+        batch = [prompts] if single else list(prompts)
+        encoded = [self._encode(p) for p in batch]
+        pad_id = self.tokenizer.eot_id if self.tokenizer.eot_id is not None else 0
+        idx, offsets = left_pad(encoded, pad_id=pad_id, device=self.device)
+        tokens = list(
+            stream(
+                self.model,
+                idx,
+                max_new_tokens,
+                eos_id=self.tokenizer.eot_id,
+                generator=self._generator(seed),
+                pad_offset=offsets if bool(offsets.any()) else None,
+                decode_fn=self.decode_fn,
+                **sampling,
+            )
+        )
+        out = torch.stack(tokens, dim=1).tolist() if tokens else [[] for _ in batch]
+        texts = []
+        for row in out:
+            if self.tokenizer.eot_id in row:
+                row = row[: row.index(self.tokenizer.eot_id)]
+            text = self.tokenizer.decode(row)
+            cut = _find_stop(text, stop)
+            texts.append(text if cut is None else text[:cut])
+        return texts[0] if single else texts
+
+    def _encode(self, prompt: str) -> list[int]:
+        ids = self.tokenizer.encode(prompt) if prompt else []
+        if ids:
+            return ids
+        # Nothing to condition on: start where documents start, after an end-of-text (as
+        # GPT-2 was trained) or, for tokenizers without one, after a newline.
+        if self.tokenizer.eot_id is not None:
+            return [self.tokenizer.eot_id]
+        try:
+            return self.tokenizer.encode("\n")
+        except ValueError:
+            raise ValueError(
+                "the prompt is empty and this tokenizer has neither an end-of-text token nor a "
+                "newline to start from: give a prompt"
+            ) from None
+
+    def _generator(self, seed: int | None) -> torch.Generator | None:
+        if seed is None:
+            return None
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+
+def _find_stop(text: str, stop: Sequence[str]) -> int | None:
+    """Index of the earliest stop string in ``text``, or None."""
+    hits = [i for s in stop if s and (i := text.find(s)) >= 0]
+    return min(hits) if hits else None

@@ -2,11 +2,12 @@
 
 from .attention import (
     ATTENTION_FUNCTIONS,
+    KVCache,
     MultiHeadAttention,
     explicit_attention,
     sdpa_attention,
 )
-from .gpt import GPTModel, TransformerBlock, lm_loss, num_parameters
+from .gpt import GPTModel, TransformerBlock, attention_mask, lm_loss, num_parameters
 from .layers import GELU, FeedForward, LayerNorm, gelu_formula, layer_norm_formula
 
 __all__ = [
@@ -14,9 +15,11 @@ __all__ = [
     "GELU",
     "FeedForward",
     "GPTModel",
+    "KVCache",
     "LayerNorm",
     "MultiHeadAttention",
     "TransformerBlock",
+    "attention_mask",
     "explicit_attention",
     "gelu_formula",
     "layer_norm_formula",

@@ -70,6 +70,40 @@ def sdpa_attention(
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
 
 
+class KVCache(nn.Module):
+    """Keys and values of past positions, so a decode step computes only the new token's.
+
+    Preallocated once at a static shape (B, nh, S, hs) and written in place at the given
+    positions: no tensor grows step by step (which would copy the whole cache every token) and
+    a compiled decode step sees the same shapes every call. Buffers are not persistent, so the
+    cache never enters a state dict or a checkpoint.
+    """
+
+    def __init__(
+        self,
+        batch_size: int,
+        n_heads: int,
+        max_seq_len: int,
+        head_dim: int,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        shape = (batch_size, n_heads, max_seq_len, head_dim)
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+
+    def update(
+        self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k, v (B, nh, T, hs) at slots ``input_pos`` (T,); return the whole cache."""
+        B = k.size(0)
+        self.k[:B, :, input_pos] = k
+        self.v[:B, :, input_pos] = v
+        return self.k[:B], self.v[:B]  # (B, nh, S, hs) each
+
+
 ATTENTION_FUNCTIONS: dict[str, AttentionFn] = {
     "explicit": explicit_attention,
     "sdpa": sdpa_attention,
@@ -94,18 +128,34 @@ class MultiHeadAttention(nn.Module):
         self.W_value = nn.Linear(cfg.emb_dim, cfg.emb_dim, bias=cfg.qkv_bias)
         # Mixes the heads' outputs back into one C-dim vector per position.
         self.out_proj = nn.Linear(cfg.emb_dim, cfg.emb_dim)
+        self.kv_cache: KVCache | None = None  # opt-in, set by GPTModel.setup_cache
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         B, T, _ = x.shape
         # (B, T, C) -> (B, T, nh, hs) -> (B, nh, T, hs): each head attends independently.
         return x.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, T, C) -> (B, T, C); ``mask`` as in :func:`explicit_attention` (None: causal)."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        mask: torch.Tensor | None = None,
+        input_pos: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """x (B, T, C) -> (B, T, C); ``mask`` as in :func:`explicit_attention` (None: causal).
+
+        With a KV cache, the new keys and values are written at cache slots ``input_pos`` (T,)
+        and the queries attend over all S slots; ``mask`` (B or 1, 1, T, S) must then say which
+        slots each query may see.
+        """
         B, T, C = x.shape
         q = self._split_heads(self.W_query(x))  # (B, nh, T, hs)
         k = self._split_heads(self.W_key(x))  # (B, nh, T, hs)
         v = self._split_heads(self.W_value(x))  # (B, nh, T, hs)
+        if self.kv_cache is not None:
+            if input_pos is None or mask is None:
+                raise ValueError("with a KV cache, pass input_pos and a mask over the cache slots")
+            k, v = self.kv_cache.update(input_pos, k, v)  # (B, nh, S, hs) each
         out = self.attend(q, k, v, mask=mask, dropout_p=self.dropout_p if self.training else 0.0)
         # (B, nh, T, hs) -> (B, T, nh, hs) -> (B, T, C): concatenate the heads.
         out = out.transpose(1, 2).contiguous().view(B, T, C)

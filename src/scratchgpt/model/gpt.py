@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import GPTConfig
-from .attention import MultiHeadAttention
+from .attention import KVCache, MultiHeadAttention
 from .layers import FeedForward, LayerNorm
 
 
@@ -41,9 +41,15 @@ class TransformerBlock(nn.Module):
         self.ff = FeedForward(cfg)
         self.drop_shortcut = nn.Dropout(cfg.drop_rate)
 
-    def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        mask: torch.Tensor | None = None,
+        input_pos: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         # The residual ("shortcut") connections: each sub-layer adds a correction to x.
-        x = x + self.drop_shortcut(self.att(self.norm1(x), mask=mask))
+        x = x + self.drop_shortcut(self.att(self.norm1(x), mask=mask, input_pos=input_pos))
         return x + self.drop_shortcut(self.ff(self.norm2(x)))
 
 
@@ -80,23 +86,106 @@ class GPTModel(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """idx (B, T) int64 token ids, T <= context_length -> logits (B, T, V)."""
+    def setup_cache(
+        self,
+        batch_size: int,
+        max_seq_len: int | None = None,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        """Attach an empty KV cache of ``max_seq_len`` slots (default: the context length).
+
+        Size it to prompt + new tokens: a decode step attends over every slot, so a cache
+        longer than needed costs memory bandwidth on each token.
+        """
+        max_seq_len = max_seq_len or self.cfg.context_length
+        if not 1 <= max_seq_len <= self.cfg.context_length:
+            raise ValueError(
+                f"max_seq_len={max_seq_len}: must be in [1, context_length="
+                f"{self.cfg.context_length}]"
+            )
+        weight = self.tok_emb.weight
+        for block in self.trf_blocks:
+            block.att.kv_cache = KVCache(
+                batch_size,
+                self.cfg.n_heads,
+                max_seq_len,
+                self.cfg.head_dim,
+                dtype=dtype or weight.dtype,
+                device=device or weight.device,
+            )
+
+    def clear_cache(self) -> None:
+        """Drop the KV cache: forward goes back to the plain full-sequence path."""
+        for block in self.trf_blocks:
+            block.att.kv_cache = None
+
+    @property
+    def cache_len(self) -> int | None:
+        """Slots in the attached KV cache, or None without one."""
+        cache = self.trf_blocks[0].att.kv_cache
+        return None if cache is None else cache.k.size(2)
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        *,
+        input_pos: torch.Tensor | None = None,
+        pad_offset: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """idx (B, T) int64 token ids -> logits (B, T, V).
+
+        ``input_pos`` (T,): the positions of these tokens, and the KV-cache slots they are
+        written to (required with a cache; default 0..T-1). ``pad_offset`` (B,): how many
+        left-padding tokens each row starts with, for batches of prompts of different lengths;
+        pads are never attended to and real tokens count their positions from 0.
+        """
         if idx.dim() != 2:
             raise ValueError(f"expected token ids (batch, seq_len), got shape {tuple(idx.shape)}")
         T = idx.size(1)
-        if self.cfg.context_length < T:
+        cache_len = self.cache_len
+        if cache_len is None and self.cfg.context_length < T:
             raise ValueError(
                 f"sequence length {T} exceeds context_length={self.cfg.context_length}; "
                 "crop the input to its last context_length tokens"
             )
-        pos = torch.arange(T, device=idx.device)
-        x = self.tok_emb(idx) + self.pos_emb(pos)  # (B, T, C) + (T, C) broadcasts over B
+        if cache_len is not None and input_pos is None:
+            raise ValueError("the model has a KV cache: pass input_pos, the slots to write")
+        if input_pos is None:
+            input_pos = torch.arange(T, device=idx.device)
+        pos = input_pos.unsqueeze(0)  # (1, T)
+        if pad_offset is not None:
+            pos = (pos - pad_offset.unsqueeze(1)).clamp_min(0)  # (B, T): real tokens from 0
+        x = self.tok_emb(idx) + self.pos_emb(pos)  # (B, T, C) + (1 or B, T, C)
         x = self.drop_emb(x)
+        mask = None  # the fused kernel's own causal path when nothing else is needed
+        if cache_len is not None or pad_offset is not None:
+            mask = attention_mask(input_pos, cache_len or T, pad_offset)
         for block in self.trf_blocks:
-            x = block(x)
+            x = block(x, mask=mask, input_pos=input_pos)
         x = self.final_norm(x)
         return self.out_head(x)  # (B, T, C) -> (B, T, V)
+
+
+def attention_mask(
+    input_pos: torch.Tensor, n_keys: int, pad_offset: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Which keys each query may attend: bool (B or 1, 1, T, S), True = attend.
+
+    Built from positions, never with ``is_causal``: that flag aligns the triangle to the top
+    left, which is wrong as soon as queries (T new tokens) and keys (S cached slots) differ
+    in number. Query t sees slot s when s <= input_pos[t] and s is not left padding; a padding
+    query sees only itself, so no row is all -inf (which would give NaN through the softmax).
+    """
+    slots = torch.arange(n_keys, device=input_pos.device)  # (S,)
+    mask = slots.view(1, -1) <= input_pos.view(-1, 1)  # (T, S) causal by position
+    if pad_offset is None:
+        return mask.view(1, 1, *mask.shape)  # (T, S) -> (1, 1, T, S)
+    real = slots.view(1, -1) >= pad_offset.view(-1, 1)  # (B, S): not a padding slot
+    itself = slots.view(1, -1) == input_pos.view(-1, 1)  # (T, S)
+    # (1, T, S) & ((B, 1, S) | (1, T, S)) -> (B, T, S) -> (B, 1, T, S)
+    return (mask.unsqueeze(0) & (real.unsqueeze(1) | itself.unsqueeze(0))).unsqueeze(1)
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
