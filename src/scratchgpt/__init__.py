@@ -40,6 +40,8 @@ _EXPORTS: dict[str, str] = {
     "load_text": "data",
     "split_ids": "data",
     "generate": "generation",
+    "stream": "generation",
+    "Generator": "generation",
     "CheckpointError": "checkpoint",
     "save_checkpoint": "checkpoint",
     "load_checkpoint": "checkpoint",
@@ -59,6 +61,7 @@ __all__ = [
     "FeedForward",
     "GPTConfig",
     "GPTModel",
+    "Generator",
     "LayerNorm",
     "MultiHeadAttention",
     "SimpleTokenizerV1",
@@ -82,6 +85,7 @@ __all__ = [
     "preset",
     "save_checkpoint",
     "split_ids",
+    "stream",
     "train",
 ]
 
@@ -103,7 +107,7 @@ if TYPE_CHECKING:
     from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
     from .config import PRESETS, ConfigError, GPTConfig, load_model_config, preset
     from .data import DataError, SlidingWindowDataset, create_dataloader, load_text, split_ids
-    from .generation import generate
+    from .generation import Generator, generate, stream
     from .model import (
         GELU,
         FeedForward,

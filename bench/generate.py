@@ -1,0 +1,226 @@
+"""Generation speed: scratchgpt's KV-cache decoding against Hugging Face and the textbook loop.
+
+For the gpt2-124M shape with random weights: a 20-token prompt, 200 new tokens, greedy, at
+batch 1 and 8. Contenders, in the same run on the same weights:
+
+- ``ours``: :func:`scratchgpt.generation.generate` (static KV cache, eager);
+- ``hf``: ``transformers.GPT2LMHeadModel.generate`` on our weights exported with
+  :func:`scratchgpt.pretrained.export_hf` (its tokens must equal ours);
+- ``textbook``: our loop without a cache, re-reading the whole context for every token;
+- ``ours_bf16``: ours with bf16 weights, where the device supports bf16 matmuls.
+
+At batch 1, decoding reads every weight once per token, so speed is bounded by memory
+bandwidth. The floor printed is (bytes of weights read per token) / (bandwidth of a large
+matrix-vector product measured in the same run). bf16's quality cost is the change in
+perplexity on the-verdict against fp32.
+
+    python bench/generate.py                 # writes bench/results/generate-<device>-<date>.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from scratchgpt.config import preset
+from scratchgpt.generation import generate
+from scratchgpt.model import GPTModel, lm_loss
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu: {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device, repeats: int) -> tuple[float, object]:
+    """Best wall time of ``repeats`` runs (after one warm-up run), and the last result."""
+    result = fn()
+    best = math.inf
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        result = fn()
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def matvec_bandwidth(device: torch.device, dtype: torch.dtype) -> float:
+    """Bytes per second of y = W x for a W much larger than any cache (the decode pattern)."""
+    W = torch.randn(8192, 8192, device=device).to(dtype)  # 256 MB in fp32
+    x = torch.randn(8192, 1, device=device).to(dtype)
+    seconds, _ = timed(lambda: W @ x, device, repeats=10)
+    return W.numel() * W.element_size() / seconds
+
+
+def weight_bytes_per_token(model: GPTModel) -> int:
+    """Bytes of weights one decode step reads: everything but the unused embedding rows."""
+    total = 0
+    for name, p in model.named_parameters():
+        if name in ("tok_emb.weight", "pos_emb.weight") and not (
+            name == "tok_emb.weight" and model.cfg.tie_weights
+        ):
+            total += p.size(1) * p.element_size()  # one row is looked up
+        else:
+            total += p.numel() * p.element_size()  # read in full (a tied embedding is the head)
+    return total
+
+
+def hf_model_from(model: GPTModel, dtype: torch.dtype):
+    """The same weights in transformers' GPT2LMHeadModel, through our exporter."""
+    from scratchgpt.pretrained import export_hf
+    from transformers import GPT2LMHeadModel
+
+    with tempfile.TemporaryDirectory() as tmp:
+        export_hf(model, None, tmp)
+        hf = GPT2LMHeadModel.from_pretrained(tmp, torch_dtype=dtype, attn_implementation="sdpa")
+    return hf.eval()
+
+
+def perplexity(model: GPTModel, ids: torch.Tensor) -> float:
+    """exp(mean loss) over non-overlapping context-length windows of ``ids``."""
+    L = model.cfg.context_length
+    n = (ids.numel() - 1) // L
+    x = ids[: n * L].view(n, L)  # (n, L) windows
+    y = ids[1 : n * L + 1].view(n, L)
+    with torch.inference_mode():
+        return math.exp(
+            lm_loss(model(x.to(next(model.parameters()).device)), y.to(x.device)).item()
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--prompt-len", type=int, default=20)
+    parser.add_argument("--new-tokens", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--no-textbook", action="store_true", help="skip the no-cache loop")
+    parser.add_argument(
+        "--data", type=Path, default=ROOT.parent / "shared" / "data" / "the-verdict.txt"
+    )
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = GPTModel(preset("gpt2-124M", drop_rate=0.0)).to(device).eval()
+    hf = hf_model_from(model.cpu(), torch.float32).to(device)
+    model.to(device)
+    bf16_ok = device.type == "cuda" or torch.backends.mkldnn.is_available()
+    model_bf16 = GPTModel(model.cfg).to(device).eval() if bf16_ok else None
+    if model_bf16 is not None:
+        model_bf16.load_state_dict(model.state_dict())
+        model_bf16.to(torch.bfloat16)
+
+    bandwidth = matvec_bandwidth(device, torch.float32)
+    floor_fp32 = bandwidth / weight_bytes_per_token(model)
+    rows: list[dict[str, object]] = []
+    for batch in args.batch_sizes:
+        idx = torch.randint(0, model.cfg.vocab_size, (batch, args.prompt_len), device=device)
+        n = args.new_tokens
+
+        def ours(m: GPTModel = model, idx: torch.Tensor = idx, n: int = n) -> torch.Tensor:
+            return generate(m, idx, n, temperature=0)
+
+        def hf_generate(idx: torch.Tensor = idx, n: int = n) -> torch.Tensor:
+            with torch.inference_mode():
+                return hf.generate(
+                    idx,
+                    attention_mask=torch.ones_like(idx),
+                    max_new_tokens=n,
+                    min_new_tokens=n,
+                    do_sample=False,
+                    pad_token_id=0,
+                )
+
+        t_ours, out_ours = timed(ours, device, args.repeats)
+        t_hf, out_hf = timed(hf_generate, device, args.repeats)
+        row: dict[str, object] = {
+            "batch": batch,
+            "ours_tok_s": batch * n / t_ours,
+            "hf_tok_s": batch * n / t_hf,
+            "ours_over_hf": t_hf / t_ours,
+            "same_tokens_as_hf": bool(torch.equal(out_ours, out_hf)),
+        }
+        if batch == 1:
+            row["floor_tok_s"] = floor_fp32
+            row["ours_fraction_of_floor"] = (n / t_ours) / floor_fp32
+        if not args.no_textbook:
+            t_tb, out_tb = timed(
+                lambda idx=idx, n=n: generate(model, idx, n, temperature=0, use_cache=False),
+                device,
+                1,
+            )
+            row["textbook_tok_s"] = batch * n / t_tb
+            row["ours_over_textbook"] = t_tb / t_ours
+            row["textbook_same_tokens"] = bool(torch.equal(out_tb, out_ours))
+        if model_bf16 is not None:
+            t_bf, _ = timed(lambda idx=idx, n=n: ours(model_bf16, idx, n), device, args.repeats)
+            row["ours_bf16_tok_s"] = batch * n / t_bf
+            row["ours_bf16_over_hf_fp32"] = t_hf / t_bf
+        rows.append(row)
+        print(json.dumps({"bench": "generate", **row}), flush=True)
+
+    quality = {}
+    if model_bf16 is not None and args.data.is_file():
+        import tiktoken  # noqa: F401  (GPT-2 ids from the local files below)
+
+        from scratchgpt.tokenizers import get_tokenizer
+
+        tok = get_tokenizer(args.data.parent)
+        ids = torch.tensor(tok.encode(args.data.read_text(encoding="utf-8")))
+        quality = {
+            "text": args.data.name,
+            "weights": "random (gpt2-124M shape)",
+            "ppl_fp32": perplexity(model, ids),
+            "ppl_bf16": perplexity(model_bf16, ids),
+        }
+        quality["ppl_bf16_rel_change"] = quality["ppl_bf16"] / quality["ppl_fp32"] - 1
+
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    result = {
+        "name": "generate",
+        "date": dt.date.today().isoformat(),
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "transformers": __import__("transformers").__version__,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "git_commit": commit,
+        "shape": "gpt2-124M, random weights",
+        "prompt_len": args.prompt_len,
+        "new_tokens": args.new_tokens,
+        "matvec_bandwidth_gb_s": bandwidth / 1e9,
+        "weight_bytes_per_token_fp32": weight_bytes_per_token(model),
+        "rows": rows,
+        "bf16_quality": quality,
+    }
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kind = "cuda" if device.type == "cuda" else "cpu"
+    path = out_dir / f"generate-{kind}-{result['date']}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({"bench": "generate", "written": str(path.relative_to(ROOT))}))
+
+
+if __name__ == "__main__":
+    main()
