@@ -86,8 +86,9 @@ def weight_bytes_per_token(model: GPTModel) -> int:
 
 def hf_model_from(model: GPTModel, dtype: torch.dtype):
     """The same weights in transformers' GPT2LMHeadModel, through our exporter."""
-    from scratchgpt.pretrained import export_hf
     from transformers import GPT2LMHeadModel
+
+    from scratchgpt.pretrained import export_hf
 
     with tempfile.TemporaryDirectory() as tmp:
         export_hf(model, None, tmp)

@@ -36,6 +36,11 @@ def test_gpt2_files_directory_and_save_load(gpt2, shared_data, tmp_path):
     (d / "encoder.json").write_bytes(shared_data("gpt2-encoder.json").read_bytes())
     (d / "vocab.bpe").write_bytes(shared_data("gpt2-vocab.bpe").read_bytes())
     assert get_tokenizer(d).encode("It's 2024!") == gpt2.encode("It's 2024!")
+    hf = tmp_path / "hf"  # Hugging Face's names for the same two files
+    hf.mkdir()
+    (hf / "vocab.json").write_bytes(shared_data("gpt2-encoder.json").read_bytes())
+    (hf / "merges.txt").write_bytes(shared_data("gpt2-vocab.bpe").read_bytes())
+    assert get_tokenizer(hf).encode("It's 2024!") == gpt2.encode("It's 2024!")
     gpt2.save(tmp_path / "saved")
     again = load_tokenizer(tmp_path / "saved")
     assert again.encode("naïve café 東京 🙂") == gpt2.encode("naïve café 東京 🙂")

@@ -19,12 +19,13 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_model
 from torch import nn
 
 from .config import ConfigError, GPTConfig
@@ -64,40 +65,66 @@ def save_checkpoint(
             f"the tokenizer has {tokenizer.vocab_size} ids but the model only "
             f"{model.cfg.vocab_size}: they do not belong together"
         )
+    info = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": model.cfg.to_dict(),
+        "metadata": metadata or {},
+    }
+
+    def write(tmp: Path) -> None:
+        # save_model stores a tied weight once; build_model restores the tie on loading.
+        save_model(model, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
+        tokenizer.save(tmp)
+        (tmp / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+    return write_directory(
+        directory, write, replaceable=is_checkpoint, what="a scratchgpt checkpoint"
+    )
+
+
+def write_directory(
+    directory: str | Path,
+    write: Callable[[Path], None],
+    *,
+    replaceable: Callable[[Path], bool],
+    what: str,
+) -> Path:
+    """Fill a fresh directory with ``write(tmp)`` and move it to ``directory`` atomically.
+
+    The files are written beside the target, fsynced and renamed into place, so a crash leaves
+    the old directory or the new one, never a mix. An existing ``directory`` is replaced only
+    when ``replaceable(directory)`` says it holds ``what`` (an earlier save), so a typo in an
+    output path never deletes someone's unrelated files.
+    """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
     os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; use the usual mode
     try:
-        # save_model stores a tied weight once and load_model restores the tie.
-        save_model(model, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
-        tokenizer.save(tmp)
-        info = {
-            "format": FORMAT,
-            "version": VERSION,
-            "model": model.cfg.to_dict(),
-            "metadata": metadata or {},
-        }
-        (tmp / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        write(tmp)
         for f in tmp.iterdir():
             os.chmod(f, 0o666 & ~current_umask())
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-        _replace_dir(tmp, directory)
+        _replace_dir(tmp, directory, replaceable=replaceable, what=what)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
 
 
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move the finished directory ``new`` to ``target``, replacing an old checkpoint there."""
+def _replace_dir(
+    new: Path, target: Path, *, replaceable: Callable[[Path], bool], what: str
+) -> None:
+    """Move the finished directory ``new`` to ``target``, replacing an old save there."""
     if not target.exists():
         os.replace(new, target)
         return
-    if not is_checkpoint(target):
+    if not (target.is_dir() and (replaceable(target) or not any(target.iterdir()))):
         raise CheckpointError(
-            f"{target} exists and is not a scratchgpt checkpoint; refusing to overwrite it"
+            f"{target} exists and is not {what}; refusing to overwrite it (choose another "
+            "output path, or delete it first)"
         )
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
@@ -153,12 +180,14 @@ def load_checkpoint(
     path: str | Path,
     *,
     device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
     **overrides: Any,
 ) -> tuple[GPTModel, Tokenizer]:
     """Rebuild the model and tokenizer saved in ``path`` (a checkpoint or run directory).
 
     ``overrides`` change config fields that do not alter the weights, e.g.
-    ``attn_impl="explicit"`` to run a checkpoint on the textbook attention path.
+    ``attn_impl="explicit"`` to run a checkpoint on the textbook attention path. ``dtype``
+    casts the floating-point weights (e.g. ``torch.bfloat16``) as they are read.
     """
     directory = resolve_checkpoint(path)
     cfg, _ = read_checkpoint_info(directory)
@@ -167,24 +196,104 @@ def load_checkpoint(
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{directory}: the weights file {WEIGHTS_FILE} is missing")
-    model = GPTModel(cfg)
     try:
-        missing, unexpected = load_model(model, str(weights), strict=False)
+        # Converted tensors are copies: read each through its own map, released at once.
+        converting = dtype is not None or device is not None
+        tensors = safetensors_items([weights], one_map_per_tensor=converting)
+        model = build_model(cfg, tensors, dtype=dtype, device=device, source=str(weights))
     except (SafetensorError, OSError, RuntimeError) as exc:
         raise CheckpointError(f"{weights}: unreadable or does not fit the config: {exc}") from exc
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{weights} does not match its config: missing {sorted(missing)}, unexpected "
-            f"{sorted(unexpected)}"
-        )
     try:
         tokenizer = load_tokenizer(directory)
     except TokenizerError as exc:
         raise CheckpointError(f"{directory}: {exc}") from exc
-    if device is not None:
-        model.to(device)
-    model.eval()
     return model, tokenizer
+
+
+def safetensors_items(
+    files: Iterable[Path], *, one_map_per_tensor: bool = False
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, tensor) for every tensor of the files, memory-mapped: read only when touched.
+
+    With one map per file (the default) the tensors are views of the file: loading copies
+    nothing, and pages are read as the model first uses them. A handle keeps every page read
+    through it while it lives, so a caller that converts each tensor (to another dtype or
+    device) asks for ``one_map_per_tensor``: each source page is released after conversion.
+    """
+    for file in files:
+        handle = safe_open(str(file), framework="pt")
+        for name in handle.keys():  # noqa: SIM118 (a safe_open handle is not a dict)
+            if one_map_per_tensor:
+                yield name, safe_open(str(file), framework="pt").get_tensor(name)
+            else:
+                yield name, handle.get_tensor(name)
+
+
+def build_model(
+    cfg: GPTConfig,
+    tensors: Iterable[tuple[str, torch.Tensor]],
+    *,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    source: str,
+) -> GPTModel:
+    """A GPTModel for ``cfg`` holding ``tensors`` (our parameter names), in eval mode.
+
+    The model is built on the meta device (shapes only: no memory, no random init) and each
+    tensor takes its parameter's place (``assign=True``) instead of being copied into a fresh
+    one, so loading needs one model's memory, not two: memory-mapped tensors stay on disk
+    until used, which is what lets GPT-2 XL load on a laptop. Every name and shape is checked
+    against the model; ``source`` names the file in the error messages.
+    """
+    with torch.device("meta"):
+        model = GPTModel(cfg)
+    expected = {name: t.shape for name, t in model.state_dict().items()}
+    tied = ("tok_emb.weight", "out_head.weight") if cfg.tie_weights else ()
+    state: dict[str, torch.Tensor] = {}
+    unexpected = []
+    for name, tensor in tensors:
+        if name not in expected:
+            unexpected.append(name)
+            continue
+        if tensor.shape != expected[name]:
+            raise CheckpointError(
+                f"{source}: {name} has shape {tuple(tensor.shape)} but the config "
+                f"({_shape_summary(cfg)}) needs {tuple(expected[name])}: the file does not "
+                "fit the config"
+            )
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        state[name] = tensor.to(device) if device is not None else tensor
+    if tied:
+        # A tied weight is stored once, under either name: both names get the one tensor.
+        present = [state[n] for n in tied if n in state]
+        if len(present) == 2 and not torch.equal(present[0], present[1]):
+            raise CheckpointError(
+                f"{source}: the config ties the output head to the token embedding but "
+                "the file holds two different matrices; set tie_weights to false"
+            )
+        if present:
+            state.update(dict.fromkeys(tied, present[0]))
+    missing = sorted(set(expected) - set(state))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{source} does not match its config: missing {missing}, unexpected "
+            f"{sorted(unexpected)}"
+        )
+    model.load_state_dict(state, strict=True, assign=True)
+    if cfg.tie_weights:
+        model.out_head.weight = model.tok_emb.weight  # assign=True made two Parameters
+    left = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
+    if left:  # a tensor the model makes itself was never materialised: a bug, not bad input
+        raise RuntimeError(f"build_model left {left} on the meta device")
+    return model.eval()
+
+
+def _shape_summary(cfg: GPTConfig) -> str:
+    return (
+        f"vocab_size={cfg.vocab_size}, context_length={cfg.context_length}, "
+        f"emb_dim={cfg.emb_dim}, n_layers={cfg.n_layers}, qkv_bias={cfg.qkv_bias}"
+    )
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

@@ -53,6 +53,7 @@ def _dataclass_from_args(cls: Any, args: argparse.Namespace) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (exposed so tests can check every flag is documented)."""
     from .config import PRESETS
+    from .pretrained import GPT2_NAMES
     from .training import TrainConfig
 
     parser = argparse.ArgumentParser(
@@ -75,10 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--tokenizer",
-        default="char",
+        default=None,
         help="'char' (built from the data), 'bpe' (trained on the data, see --vocab-size), "
         "'simple' (the book's word tokenizer), 'gpt2', a saved tokenizer, or a directory with "
-        "OpenAI's encoder.json + vocab.bpe (default: char)",
+        "OpenAI's encoder.json + vocab.bpe (default: char, or the --init-from model's)",
+    )
+    p.add_argument(
+        "--init-from",
+        metavar="NAME_OR_DIR",
+        help="fine-tune: start from these weights and their tokenizer instead of a fresh "
+        f"model: {', '.join(GPT2_NAMES[:4])} (OpenAI's GPT-2), a Hugging Face or OpenAI "
+        "GPT-2 directory, or a scratchgpt checkpoint; --context-length crops it",
     )
     p.add_argument(
         "--vocab-size", type=int, help="vocabulary size of a --tokenizer bpe trained on the data"
@@ -111,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="checkpoint or run directory (default: the latest run under runs/)",
     )
+    _add_init_from(p)
     p.add_argument(
         "--prompt",
         default="",
@@ -203,32 +212,110 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--preset", choices=list(PRESETS), metavar="NAME", help="a preset name")
     group.add_argument("--config", type=Path, help="a JSON or YAML model config file")
     group.add_argument("--checkpoint", type=Path, help="a checkpoint or run directory")
+    p.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="where the parameters are: embeddings, each block's attention, feed-forward and "
+        "norms, final norm, output head, with the formulas (alone: the book's GPT_CONFIG_124M)",
+    )
+
+    p = sub.add_parser(
+        "download",
+        help="download OpenAI's GPT-2 weights into the Hugging Face cache",
+        description="Download a GPT-2 (safetensors weights + tokenizer) from the Hugging Face "
+        "hub into its cache (HF_HUB_CACHE); an interrupted download resumes.",
+    )
+    p.add_argument("name", metavar="NAME", help=f"one of {', '.join(GPT2_NAMES)}")
+
+    p = sub.add_parser(
+        "eval",
+        help="loss and perplexity of a model over a text",
+        description="Score a text with a model by a strided sliding window: every token after "
+        "the first is scored once, with up to context-length tokens of left context.",
+    )
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="checkpoint or run directory (default: the latest run under runs/)",
+    )
+    _add_init_from(group)
+    p.add_argument(
+        "--data", required=True, help="a UTF-8 text file, or the built-in corpus 'pydocs'"
+    )
+    p.add_argument(
+        "--stride",
+        type=int,
+        help="tokens between window starts, 1 to the context length (default: half the "
+        "context); smaller gives each token more context and costs more passes",
+    )
+    p.add_argument("--context-length", type=int, help="crop the model to a shorter context window")
+    p.add_argument("--batch-size", type=int, default=1, help="windows per forward pass")
+    p.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)"
+    )
+    p.add_argument("--tokenizer", help="use this tokenizer instead of the model's")
+
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint for the Hugging Face ecosystem",
+        description="Write a checkpoint as Hugging Face GPT-2 (config.json, model.safetensors, "
+        "tokenizer files) that transformers.GPT2LMHeadModel.from_pretrained loads.",
+    )
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint or run directory")
+    p.add_argument("--format", choices=["hf"], default="hf", help="output format (default: hf)")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    _add_learning_commands(sub)
     return parser
 
 
+def _add_init_from(parser: Any) -> None:
+    from .pretrained import GPT2_NAMES
+
+    parser.add_argument(
+        "--init-from",
+        metavar="NAME_OR_DIR",
+        help=f"pretrained weights instead of a checkpoint: {', '.join(GPT2_NAMES[:4])} "
+        "(OpenAI's GPT-2 through the Hugging Face cache), a Hugging Face or OpenAI GPT-2 "
+        "directory, or a scratchgpt checkpoint",
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from .config import GPTConfig, load_model_config, preset
+    from .config import ConfigError, GPTConfig, load_model_config, preset
     from .training import TrainConfig, train
 
-    cfg: GPTConfig = (
-        load_model_config(args.config) if args.config else preset(args.preset or "mini")
-    )
     overrides = {
         "context_length": args.context_length,
         "drop_rate": args.drop_rate,
         "attn_impl": args.attn_impl,
     }
-    cfg = GPTConfig.from_dict(
-        {**cfg.to_dict(), **{k: v for k, v in overrides.items() if v is not None}}
-    )
-    result = train(
-        data=args.data,
-        tokenizer=args.tokenizer,
-        vocab_size=args.vocab_size,
-        model=cfg,
-        config=_dataclass_from_args(TrainConfig, args),
-        out_dir=args.out,
-    )
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    config = _dataclass_from_args(TrainConfig, args)
+    if args.init_from:
+        from .pretrained import load_pretrained
+
+        clash = [f for f in ("preset", "config", "vocab_size") if getattr(args, f) is not None]
+        if clash:
+            raise ConfigError(
+                f"--init-from fixes the model's shape and vocabulary; drop "
+                f"{', '.join(_flag(f) for f in clash)} (--context-length crops it)"
+            )
+        pretrained = load_pretrained(args.init_from, tokenizer=args.tokenizer, **overrides)
+        result = train(data=args.data, init_from=pretrained, config=config, out_dir=args.out)
+    else:
+        cfg: GPTConfig = (
+            load_model_config(args.config) if args.config else preset(args.preset or "mini")
+        )
+        cfg = GPTConfig.from_dict({**cfg.to_dict(), **overrides})
+        result = train(
+            data=args.data,
+            tokenizer=args.tokenizer or "char",
+            vocab_size=args.vocab_size,
+            model=cfg,
+            config=config,
+            out_dir=args.out,
+        )
     first, last = result.history[0], result.history[-1]
     print(
         f"trained {result.steps} steps: val loss {first['val_loss']:.3f} -> {last['val_loss']:.3f}"
@@ -239,15 +326,29 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load_model(args: argparse.Namespace, device: Any) -> tuple[Any, Any]:
-    """The model and tokenizer a command asked for: --checkpoint, or the latest run."""
+    """The model and tokenizer a command asked for: --init-from, --checkpoint, or the latest
+    run; cropped to --context-length where the command has that flag."""
     from .checkpoint import load_checkpoint
+    from .pretrained import crop_context, load_pretrained
     from .tokenizers import get_tokenizer
     from .training import latest_run
 
-    path = args.checkpoint or latest_run()
-    model, tokenizer = load_checkpoint(path, device=device)
+    init_from = getattr(args, "init_from", None)
+    if init_from and args.checkpoint:
+        raise ValueError("give either --checkpoint or --init-from, not both")
+    if init_from:
+        # The tokenizer goes in with the weights: a GPT-2 directory may lack its own.
+        model, tokenizer = load_pretrained(
+            init_from, device=device, tokenizer=getattr(args, "tokenizer", None)
+        )
+        path = init_from
+    else:
+        path = args.checkpoint or latest_run()
+        model, tokenizer = load_checkpoint(path, device=device)
     log.info("loaded %s", path)
-    if getattr(args, "tokenizer", None):
+    if getattr(args, "context_length", None) is not None:
+        crop_context(model, args.context_length)
+    if getattr(args, "tokenizer", None) and not init_from:
         tokenizer = get_tokenizer(args.tokenizer)
         if tokenizer.vocab_size > model.cfg.vocab_size:
             raise ValueError(
@@ -333,6 +434,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         with torch.device("meta"):  # shapes only: no memory or init time, even for 1.5B
             return num_parameters(GPTModel(cfg))
 
+    if args.breakdown and args.preset is None and args.config is None and args.checkpoint is None:
+        print("The book's GPT_CONFIG_124M (untied output head, no QKV bias):")
+        return _print_breakdown(GPTConfig(), count(GPTConfig()))
     if args.preset is None and args.config is None and args.checkpoint is None:
         for name in PRESETS:
             print(f"{name:<12} {count(preset(name)):>15,} parameters")
@@ -344,8 +448,20 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(json.dumps(cfg.to_dict(), indent=2))
     if meta.get("step") is not None:
         print(f"trained steps: {meta['step']}, val loss: {meta.get('val_loss')}")
+    if args.breakdown:
+        return _print_breakdown(cfg, count(cfg))
     print(f"parameters: {count(cfg):,}")
     return 0
+
+
+def _print_breakdown(cfg: Any, counted: int) -> int:
+    from .params import format_breakdown, parameter_breakdown
+
+    breakdown = parameter_breakdown(cfg)
+    print(format_breakdown(breakdown))
+    check = "matches" if breakdown.count == counted else "DOES NOT MATCH"
+    print(f"parameters: {counted:,} (sum(p.numel() for p in model.parameters()); {check})")
+    return 0 if breakdown.count == counted else 1
 
 
 def cmd_tokenizer(args: argparse.Namespace) -> int:
@@ -374,11 +490,235 @@ def cmd_tokenizer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_download(args: argparse.Namespace) -> int:
+    from .pretrained import download_gpt2
+
+    path = download_gpt2(args.name)
+    print(f"{args.name}: {path}\nuse it with: scratchgpt generate --init-from {args.name}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .data import load_text
+    from .evaluation import perplexity
+    from .training import pick_device
+
+    device = pick_device(args.device)
+    model, tokenizer = _load_model(args, device)
+    ids = tokenizer.encode(load_text(args.data))
+    r = perplexity(model, ids, stride=args.stride, batch_size=args.batch_size)
+    print(
+        f"loss {r.loss:.4f}, perplexity {r.perplexity:.2f} over {r.tokens_scored:,} tokens "
+        f"({r.windows} windows of up to {r.context_length} tokens, stride {r.stride})"
+    )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .pretrained import export_hf
+
+    model, tokenizer = load_checkpoint(args.checkpoint)
+    out = export_hf(model, tokenizer, args.out)
+    print(
+        f"exported {args.checkpoint} to {out}\nload it with: "
+        f"transformers.GPT2LMHeadModel.from_pretrained({str(out)!r})"
+    )
+    return 0
+
+
+def _add_learning_commands(sub: Any) -> None:
+    """The `classify` and `viz` subcommands (the teaching tools: notebooks 4, 5 and plots)."""
+    from .classifier import ClassifierTrainConfig
+
+    p = sub.add_parser(
+        "classify",
+        help="train a Transformer-encoder text classifier, or classify texts with one",
+        description="Train the encoder classifier on LABEL<TAB>TEXT lines (by default the SMS "
+        "Spam Collection, downloaded once from UCI) and report its held-out accuracy; or "
+        "classify texts with a trained one.",
+    )
+    csub = p.add_subparsers(dest="classify_command", metavar="ACTION", required=True)
+    c = csub.add_parser("train", help="train on labelled texts and save the classifier")
+    c.add_argument(
+        "--data",
+        type=Path,
+        metavar="FILE",
+        help="a file of LABEL<TAB>TEXT lines (default: the SMS Spam Collection, downloaded "
+        "from UCI into the cache, $SCRATCHGPT_CACHE or ~/.cache/scratchgpt)",
+    )
+    c.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="directory to save the classifier in"
+    )
+    c.add_argument("--d-model", type=int, help="width of the token vectors (default: 64)")
+    c.add_argument("--num-heads", type=int, help="attention heads per layer (default: 4)")
+    c.add_argument("--d-ff", type=int, help="hidden width of the feed-forward layer (default: 128)")
+    c.add_argument("--num-layers", type=int, help="encoder blocks (default: 2)")
+    c.add_argument("--max-len", type=int, help="longest input in tokens, rest cut (default: 64)")
+    c.add_argument("--dropout", type=float, help="dropout rate (default: 0.1)")
+    c.add_argument(
+        "--pos-encoding",
+        choices=["sinusoidal", "learned"],
+        help="positional encoding (default: sinusoidal)",
+    )
+    c.add_argument("--pooling", choices=["mean", "first"], help="text vector (default: mean)")
+    c.add_argument(
+        "--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu, fast enough)"
+    )
+    _add_dataclass_flags(c, ClassifierTrainConfig)
+    c = csub.add_parser("predict", help="classify texts with a trained classifier")
+    c.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="a directory saved by classify train",
+    )
+    c.add_argument("texts", nargs="+", metavar="TEXT", help="the texts to classify")
+
+    p = sub.add_parser(
+        "viz",
+        help="plot attention maps, positional encodings, training curves, layer statistics",
+        description="Draw a figure as a PNG (needs matplotlib: pip install 'scratchgpt[plot]').",
+    )
+    vsub = p.add_subparsers(dest="viz_command", metavar="PLOT", required=True)
+    v = vsub.add_parser(
+        "attention",
+        help="attention heatmap of a text at one layer and head (or all heads)",
+        description="Attention weights of a model on a text: rows are the tokens attending, "
+        "columns the tokens attended to. Works with a GPT checkpoint, GPT-2 (--init-from) "
+        "or a classifier saved by `classify train`.",
+    )
+    _add_viz_model(v)
+    v.add_argument("--layer", type=int, default=0, help="block index, from 0 (default: 0)")
+    which = v.add_mutually_exclusive_group()
+    which.add_argument("--head", type=int, default=0, help="head index, from 0 (default: 0)")
+    which.add_argument("--all-heads", action="store_true", help="a grid of every head of the layer")
+    v = vsub.add_parser(
+        "positions",
+        help="the sinusoidal encoding's patterns and similarity against distance",
+    )
+    v.add_argument("--out", type=Path, required=True, metavar="PNG", help="output PNG file")
+    v.add_argument("--n-positions", type=int, default=64, help="positions shown (default: 64)")
+    v.add_argument("--dim", type=int, default=64, help="encoding dimension (default: 64)")
+    v.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="also plot this GPT checkpoint's learned position table's similarity curve",
+    )
+    v = vsub.add_parser("curves", help="train and validation loss (and accuracy) of a run")
+    v.add_argument(
+        "run", type=Path, metavar="RUN_DIR", help="a run or classifier directory (metrics.jsonl)"
+    )
+    v.add_argument("--out", type=Path, required=True, metavar="PNG", help="output PNG file")
+    v = vsub.add_parser(
+        "layers",
+        help="hidden-state norms and layer-to-layer cosine similarity on a text",
+    )
+    _add_viz_model(v)
+
+
+def _add_viz_model(v: argparse.ArgumentParser) -> None:
+    group = v.add_mutually_exclusive_group()
+    group.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="DIR",
+        help="checkpoint, run or classifier directory (default: the latest run under runs/)",
+    )
+    _add_init_from(group)
+    v.add_argument("--text", required=True, help="the text to look at")
+    v.add_argument("--out", type=Path, required=True, metavar="PNG", help="output PNG file")
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from .classifier import (
+        ClassifierTrainConfig,
+        TextClassifier,
+        load_sms_spam,
+        read_labelled_file,
+        train_classifier,
+    )
+
+    if args.classify_command == "predict":
+        classifier = TextClassifier.load(args.model)
+        probs = classifier.predict_proba(args.texts)
+        for text, row in zip(args.texts, probs, strict=True):
+            best = int(row.argmax())
+            print(f"{classifier.labels[best]}\t{row[best].item():.3f}\t{text}")
+        return 0
+    examples = read_labelled_file(args.data) if args.data else load_sms_spam()
+    model_flags = ("d_model", "num_heads", "d_ff", "num_layers", "max_len", "dropout")
+    model_flags += ("pos_encoding", "pooling")
+    model_config = {k: getattr(args, k) for k in model_flags if getattr(args, k) is not None}
+    result = train_classifier(
+        examples,
+        config=_dataclass_from_args(ClassifierTrainConfig, args),
+        model_config=model_config,
+        out_dir=args.out,
+        device=args.device,
+    )
+    print(
+        f"held-out accuracy: {result.test_accuracy:.2%} on {result.n_test:,} texts "
+        f"(always the most common label: {result.majority_accuracy:.2%}); "
+        f"trained on {result.n_train:,} in {result.seconds:.1f} s\n"
+        f"classifier: {result.path}\n"
+        f'classify with: scratchgpt classify predict --model {result.path} "some text"'
+    )
+    return 0
+
+
+def cmd_viz(args: argparse.Namespace) -> int:
+    from . import viz
+
+    if args.viz_command == "positions":
+        learned = None
+        if args.checkpoint:
+            from .checkpoint import load_checkpoint
+
+            model, _ = load_checkpoint(args.checkpoint)
+            if model.cfg.pos_encoding != "learned":
+                raise ValueError(f"{args.checkpoint} has no learned position table to compare")
+            learned = model.pos_emb.weight[: args.n_positions]
+        viz.plot_positional_encoding(
+            n_positions=args.n_positions, dim=args.dim, learned=learned, out=args.out
+        )
+    elif args.viz_command == "curves":
+        viz.plot_training_curves(args.run, title=args.run.name, out=args.out)
+    else:
+        from .classifier import TextClassifier, is_classifier
+
+        head = None if getattr(args, "all_heads", False) else getattr(args, "head", 0)
+        if args.checkpoint and is_classifier(args.checkpoint):
+            classifier = TextClassifier.load(args.checkpoint)
+            if args.viz_command == "attention":
+                viz.plot_classifier_attention(
+                    classifier, args.text, layer=args.layer, head=head, out=args.out
+                )
+            else:
+                viz.plot_classifier_layers(classifier, args.text, out=args.out)
+        else:
+            model, tokenizer = _load_model(args, "cpu")
+            if args.viz_command == "attention":
+                viz.plot_model_attention(
+                    model, tokenizer, args.text, layer=args.layer, head=head, out=args.out
+                )
+            else:
+                viz.plot_model_layers(model, tokenizer, args.text, out=args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "generate": cmd_generate,
     "info": cmd_info,
     "tokenizer": cmd_tokenizer,
+    "download": cmd_download,
+    "eval": cmd_eval,
+    "export": cmd_export,
+    "classify": cmd_classify,
+    "viz": cmd_viz,
 }
 
 

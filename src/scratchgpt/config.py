@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 AttentionImpl = Literal["explicit", "sdpa"]
 ATTENTION_IMPLS: tuple[str, ...] = ("explicit", "sdpa")
+PosEncoding = Literal["learned", "sinusoidal"]
+POS_ENCODINGS: tuple[str, ...] = ("learned", "sinusoidal")
 
 
 class ConfigError(ValueError):
@@ -52,6 +54,10 @@ class GPTConfig:
     # "sdpa": torch's fused scaled_dot_product_attention (flash attention on a GPU).
     attn_impl: AttentionImpl = "sdpa"
     ln_eps: float = 1e-5
+    # "learned": a trained vector per position (GPT-2). "sinusoidal": the fixed sin/cos waves
+    # of the original Transformer (Vaswani et al. 2017, §3.5), no parameters. Configs saved
+    # before this field existed load as "learned", which is what they were.
+    pos_encoding: PosEncoding = "learned"
 
     def __post_init__(self) -> None:
         for name, minimum in (
@@ -88,6 +94,17 @@ class GPTConfig:
             raise ConfigError(f"ln_eps={self.ln_eps!r}: must be a positive number")
         if not self.ln_eps > 0:
             raise ConfigError(f"ln_eps={self.ln_eps}: must be a positive number")
+        if self.pos_encoding not in POS_ENCODINGS:
+            raise ConfigError(
+                f"pos_encoding={self.pos_encoding!r}: must be one of {', '.join(POS_ENCODINGS)}"
+                f"{_nearest(str(self.pos_encoding), POS_ENCODINGS)}"
+            )
+        if self.pos_encoding == "sinusoidal" and self.emb_dim % 2 != 0:
+            raise ConfigError(
+                f"emb_dim={self.emb_dim}: pos_encoding='sinusoidal' pairs the dimensions into "
+                "(sin, cos) waves, so emb_dim must be even; try emb_dim="
+                f"{self.emb_dim + self.n_heads}"
+            )
 
     @property
     def head_dim(self) -> int:

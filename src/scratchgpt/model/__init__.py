@@ -9,6 +9,14 @@ from .attention import (
 )
 from .gpt import GPTModel, TransformerBlock, attention_mask, lm_loss, num_parameters
 from .layers import GELU, FeedForward, LayerNorm, gelu_formula, layer_norm_formula
+from .positional import (
+    SinusoidalPositionalEncoding,
+    positional_encoding,
+    similarity_by_distance,
+    sinusoidal_encoding,
+    sinusoidal_shift_matrix,
+    sinusoidal_table,
+)
 
 __all__ = [
     "ATTENTION_FUNCTIONS",
@@ -18,6 +26,7 @@ __all__ = [
     "KVCache",
     "LayerNorm",
     "MultiHeadAttention",
+    "SinusoidalPositionalEncoding",
     "TransformerBlock",
     "attention_mask",
     "explicit_attention",
@@ -25,5 +34,10 @@ __all__ = [
     "layer_norm_formula",
     "lm_loss",
     "num_parameters",
+    "positional_encoding",
     "sdpa_attention",
+    "similarity_by_distance",
+    "sinusoidal_encoding",
+    "sinusoidal_shift_matrix",
+    "sinusoidal_table",
 ]

@@ -23,6 +23,7 @@ from torch import nn
 from ..config import GPTConfig
 from .attention import KVCache, MultiHeadAttention
 from .layers import FeedForward, LayerNorm
+from .positional import positional_encoding
 
 
 class TransformerBlock(nn.Module):
@@ -60,8 +61,10 @@ class GPTModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
-        # Learned absolute positions (GPT-2): attention itself is blind to order.
-        self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
+        # Absolute positions, added to the tokens: attention itself is blind to order. Learned
+        # (GPT-2) by default; cfg.pos_encoding="sinusoidal" gives the original Transformer's
+        # fixed waves, which have no parameters (see positional.py).
+        self.pos_emb = positional_encoding(cfg)
         self.drop_emb = nn.Dropout(cfg.drop_rate)
         self.trf_blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers))
         self.final_norm = LayerNorm(cfg.emb_dim, cfg.ln_eps)
@@ -157,7 +160,9 @@ class GPTModel(nn.Module):
         pos = input_pos.unsqueeze(0)  # (1, T)
         if pad_offset is not None:
             pos = (pos - pad_offset.unsqueeze(1)).clamp_min(0)  # (B, T): real tokens from 0
-        x = self.tok_emb(idx) + self.pos_emb(pos)  # (B, T, C) + (1 or B, T, C)
+        tok = self.tok_emb(idx)  # (B, T, C)
+        # The sinusoidal table is computed in float32: match the embedding's dtype.
+        x = tok + self.pos_emb(pos).to(tok.dtype)  # (B, T, C) + (1 or B, T, C)
         x = self.drop_emb(x)
         mask = None  # the fused kernel's own causal path when nothing else is needed
         if cache_len is not None or pad_offset is not None:

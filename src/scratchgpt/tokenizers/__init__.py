@@ -20,8 +20,13 @@ from .tiktoken_bpe import TiktokenTokenizer
 from .tools import explain_encoding, train_bpe_files
 
 TOKENIZER_NAMES: tuple[str, ...] = ("gpt2", "char", "simple", "bpe")
-# OpenAI's names for GPT-2's two files, and the prefixed names some copies use.
-GPT2_FILE_NAMES = (("encoder.json", "vocab.bpe"), ("gpt2-encoder.json", "gpt2-vocab.bpe"))
+# OpenAI's names for GPT-2's two files, Hugging Face's names for the same data, and the
+# prefixed names some copies use.
+GPT2_FILE_NAMES = (
+    ("encoder.json", "vocab.bpe"),
+    ("vocab.json", "merges.txt"),
+    ("gpt2-encoder.json", "gpt2-vocab.bpe"),
+)
 
 __all__ = [
     "TOKENIZER_NAMES",

@@ -31,6 +31,7 @@ from ..config import ConfigError, GPTConfig, preset
 from ..data import DataError, create_dataloader, load_text, split_ids
 from ..generation import generate
 from ..model import GPTModel, lm_loss, num_parameters
+from ..pretrained import load_pretrained
 from ..tokenizers import Tokenizer, get_tokenizer
 from .optim import lr_at, make_optimizer
 
@@ -191,32 +192,67 @@ def latest_run(root: str | Path = RUNS_DIR) -> Path:
     return max(found, key=lambda p: (p / "config.json").stat().st_mtime)
 
 
+def _describe(init_from: str | Path | tuple[GPTModel, Tokenizer] | None) -> str | None:
+    """How a run's starting weights are recorded in its settings (JSON-ready)."""
+    if init_from is None or isinstance(init_from, (str, Path)):
+        return None if init_from is None else str(init_from)
+    return f"a loaded {init_from[0].cfg.n_layers}-layer model"
+
+
 def train(
     *,
     data: str | Path = "pydocs",
-    tokenizer: str | Path | Tokenizer = "char",
+    tokenizer: str | Path | Tokenizer | None = None,
     vocab_size: int | None = None,
-    model: GPTConfig | str = "mini",
+    model: GPTConfig | str | None = None,
     config: TrainConfig | None = None,
     out_dir: str | Path | None = None,
+    init_from: str | Path | tuple[GPTModel, Tokenizer] | None = None,
 ) -> TrainResult:
     """Train a GPT on a text and save it; returns the run's directory and loss history.
 
     ``data`` is a named corpus ("pydocs") or a UTF-8 text file; ``tokenizer`` a name, a path
-    or a Tokenizer (``vocab_size`` is the size of a "bpe" tokenizer trained on the data);
-    ``model`` a preset name or a GPTConfig, whose vocab_size is set to the
-    tokenizer's. The run directory holds train_config.json, metrics.jsonl and checkpoint/.
+    or a Tokenizer (default "char"; ``vocab_size`` is the size of a "bpe" tokenizer trained on
+    the data); ``model`` a preset name or a GPTConfig (default "mini"), whose vocab_size is set
+    to the tokenizer's. The run directory holds train_config.json, metrics.jsonl and
+    checkpoint/.
+
+    ``init_from`` fine-tunes instead of training from scratch: a GPT-2 name or directory, or
+    a scratchgpt checkpoint (see :func:`scratchgpt.pretrained.load_pretrained`), or a
+    ``(model, tokenizer)`` pair already loaded (e.g. ``load_gpt2("gpt2",
+    context_length=256)``). The weights then fix the shape, so ``model`` and ``vocab_size``
+    must be left out; the tokenizer is the pretrained one unless ``tokenizer`` is given.
     """
     config = config or TrainConfig()
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
 
     text = load_text(data)
-    tok = get_tokenizer(tokenizer, text=text, vocab_size=vocab_size)
-    cfg = preset(model) if isinstance(model, str) else model
-    if cfg.vocab_size != tok.vocab_size:
-        log.info("vocab_size %d -> %d (the tokenizer's)", cfg.vocab_size, tok.vocab_size)
-        cfg = dataclasses.replace(cfg, vocab_size=tok.vocab_size)
+    pretrained: GPTModel | None = None
+    if init_from is None:
+        tok = get_tokenizer(
+            "char" if tokenizer is None else tokenizer, text=text, vocab_size=vocab_size
+        )
+        model = "mini" if model is None else model
+        cfg = preset(model) if isinstance(model, str) else model
+        if cfg.vocab_size != tok.vocab_size:
+            log.info("vocab_size %d -> %d (the tokenizer's)", cfg.vocab_size, tok.vocab_size)
+            cfg = dataclasses.replace(cfg, vocab_size=tok.vocab_size)
+    else:
+        if model is not None or vocab_size is not None:
+            raise ConfigError(
+                "init_from fixes the model's shape and vocabulary: leave out model= and "
+                "vocab_size= (load_gpt2(..., context_length=N) crops the context)"
+            )
+        pretrained, tok = init_from if isinstance(init_from, tuple) else load_pretrained(init_from)
+        if tokenizer is not None:
+            tok = get_tokenizer(tokenizer, text=text)
+        cfg = pretrained.cfg
+        if tok.vocab_size > cfg.vocab_size:
+            raise ConfigError(
+                f"the tokenizer has {tok.vocab_size} ids but the pretrained model only "
+                f"{cfg.vocab_size}: use the model's own tokenizer"
+            )
 
     ids = tok.encode(text)
     train_ids, val_ids = split_ids(ids, train_ratio=config.train_ratio)
@@ -236,7 +272,7 @@ def train(
         train_ids, batch_size=config.batch_size, shuffle=True, seed=config.seed, **window
     )
 
-    raw_model = GPTModel(cfg).to(device)
+    raw_model = (pretrained if pretrained is not None else GPTModel(cfg)).to(device)
     optimizer = make_optimizer(
         raw_model, lr=config.lr, weight_decay=config.weight_decay, device_type=device.type
     )
@@ -245,7 +281,8 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     settings = {
         "data": str(data),
-        "tokenizer": str(tokenizer) if not isinstance(tokenizer, Tokenizer) else tok.kind,
+        "tokenizer": str(tokenizer) if isinstance(tokenizer, (str, Path)) else tok.kind,
+        "init_from": _describe(init_from),
         "model": cfg.to_dict(),
         "training": dataclasses.asdict(config),
     }

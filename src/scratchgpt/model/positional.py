@@ -1,0 +1,131 @@
+"""Positional encodings: how a transformer learns where each token is.
+
+Attention is a weighted sum over a set: shuffle the input tokens and every output is shuffled
+the same way, nothing else changes. Word order has to be put into the vectors themselves, by
+adding a position vector to each token embedding. Two classic ways:
+
+- **learned** (GPT-2, Radford et al. 2019; Raschka, "Build a LLM from Scratch", ch. 2.8): an
+  ``nn.Embedding(context_length, C)`` trained with the rest of the model. Flexible, costs
+  ``context_length * C`` parameters, and knows nothing of positions it never saw.
+- **sinusoidal** (Vaswani et al. 2017, "Attention Is All You Need", §3.5): fixed waves,
+  ``PE(pos, 2i) = sin(pos / 10000^(2i/C))`` and ``PE(pos, 2i+1) = cos(pos / 10000^(2i/C))``.
+  No parameters; every value lies in [-1, 1]; and for each offset k there is one matrix M_k
+  with ``PE(pos + k) = M_k PE(pos)`` for every pos (:func:`sinusoidal_shift_matrix`), which the
+  paper gives as the reason attention can learn to look "k tokens back".
+
+``GPTConfig.pos_encoding`` picks one; :func:`positional_encoding` builds it for ``GPTModel``.
+
+Shapes: T positions (any leading shape ``...`` of the position tensor), C = emb_dim.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..config import GPTConfig
+
+# The paper's base: wavelengths grow geometrically from 2*pi (dimension pair 0) to
+# 10000 * 2*pi (the last pair), so the slowest waves never repeat within any real context.
+SINUSOID_BASE = 10000.0
+
+
+def sinusoid_frequencies(
+    dim: int,
+    *,
+    base: float = SINUSOID_BASE,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """The angular frequency of each (sin, cos) pair: ``base^(-2i/dim)``, shape (dim / 2,)."""
+    if dim < 2 or dim % 2 != 0:
+        raise ValueError(f"dim={dim}: a sinusoidal encoding needs an even dimension >= 2")
+    two_i = torch.arange(0, dim, 2, dtype=dtype, device=device)  # 0, 2, 4, ..., dim - 2
+    # base^(-2i/dim) as exp(-2i ln(base) / dim): one exp per pair, no large powers.
+    return torch.exp(two_i * (-math.log(base) / dim))
+
+
+def sinusoidal_encoding(
+    positions: torch.Tensor, dim: int, *, base: float = SINUSOID_BASE
+) -> torch.Tensor:
+    """PE of integer ``positions`` of any shape ``(...)`` -> float32 ``(..., dim)``.
+
+    Even dimensions hold the sines and odd ones the cosines, interleaved as in the paper's
+    formula, so dimensions (2i, 2i+1) are one wave's (sin, cos) pair.
+    """
+    freqs = sinusoid_frequencies(dim, base=base, device=positions.device)  # (C/2,)
+    angles = positions.float().unsqueeze(-1) * freqs  # (..., 1) * (C/2,) -> (..., C/2)
+    # stack -> (..., C/2, 2), flatten -> (..., C): sin, cos, sin, cos, ...
+    return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)
+
+
+def sinusoidal_table(n_positions: int, dim: int, *, base: float = SINUSOID_BASE) -> torch.Tensor:
+    """The encoding of positions 0..n_positions-1: a (T, C) table, one row per position."""
+    return sinusoidal_encoding(torch.arange(n_positions), dim, base=base)
+
+
+def sinusoidal_shift_matrix(offset: int, dim: int, *, base: float = SINUSOID_BASE) -> torch.Tensor:
+    """The (C, C) matrix M_k with ``PE(pos + k) = M_k @ PE(pos)`` for every position.
+
+    By the angle-addition formulas, sin(w(p + k)) = sin(wp)cos(wk) + cos(wp)sin(wk) and
+    cos(w(p + k)) = cos(wp)cos(wk) - sin(wp)sin(wk): each (sin, cos) pair is rotated by the
+    angle w*k, whatever p is. M_k is block diagonal, one 2x2 rotation per frequency.
+    """
+    angles = offset * sinusoid_frequencies(dim, base=base, dtype=torch.float64)  # (C/2,)
+    cos, sin = angles.cos(), angles.sin()
+    m = torch.zeros(dim, dim, dtype=torch.float64)
+    idx = torch.arange(0, dim, 2)
+    m[idx, idx] = cos  # new sin = cos(wk) * sin + sin(wk) * cos
+    m[idx, idx + 1] = sin
+    m[idx + 1, idx] = -sin  # new cos = -sin(wk) * sin + cos(wk) * cos
+    m[idx + 1, idx + 1] = cos
+    return m.float()
+
+
+def similarity_by_distance(table: torch.Tensor) -> torch.Tensor:
+    """Mean cosine similarity of position pairs ``d`` apart, for d = 0..T-1: shape (T,).
+
+    For the sinusoidal table the dot product of PE(p) and PE(p + d) is sum_i cos(w_i d), the
+    same for every p: similarity depends on distance only and falls off as d grows. A learned
+    table shows whether training discovered the same.
+    """
+    unit = table / table.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # (T, C)
+    cosine = unit @ unit.T  # (T, C) @ (C, T) -> (T, T)
+    T = table.size(0)
+    return torch.stack([cosine.diagonal(d).mean() for d in range(T)])
+
+
+class SinusoidalPositionalEncoding(nn.Module):
+    """The fixed sin/cos encoding as a module: positions (...) -> (..., C), no parameters.
+
+    Computed from the positions at each call rather than kept as a buffer: a (T, C) table of
+    sines costs next to nothing beside attention, and the module then holds no tensor at all,
+    so the state dict has no positional weight, a model built on the meta device (as
+    ``checkpoint.build_model`` does) has nothing left to materialise, and any positions work:
+    (T,), (1, T) or per-row (B, T) ones for left-padded batches and the KV cache.
+    """
+
+    def __init__(self, dim: int, *, base: float = SINUSOID_BASE) -> None:
+        super().__init__()
+        sinusoid_frequencies(dim, base=base)  # validate now, not at the first forward
+        self.dim = dim
+        self.base = base
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        return sinusoidal_encoding(positions, self.dim, base=self.base)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, base={self.base:g}"
+
+
+def positional_encoding(cfg: GPTConfig) -> nn.Module:
+    """The module ``cfg.pos_encoding`` names: positions (...) -> vectors (..., C).
+
+    The learned one is a plain ``nn.Embedding`` so its weight keeps GPT-2's place and name in
+    the state dict (``pos_emb.weight``) and pretrained weights load into it unchanged.
+    """
+    if cfg.pos_encoding == "sinusoidal":
+        return SinusoidalPositionalEncoding(cfg.emb_dim)
+    return nn.Embedding(cfg.context_length, cfg.emb_dim)

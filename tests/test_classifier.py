@@ -1,0 +1,256 @@
+"""The post-norm encoder, the text classifier, the SMS spam data and `scratchgpt classify`."""
+
+import http.server
+import io
+import re
+import threading
+import zipfile
+from collections import Counter
+
+import pytest
+import torch
+
+from scratchgpt.analysis import attention_weights, hidden_states
+from scratchgpt.checkpoint import CheckpointError
+from scratchgpt.classifier import (
+    ClassifierTrainConfig,
+    LabelledText,
+    TextClassifier,
+    build_vocabulary,
+    default_cache_dir,
+    download_sms_spam,
+    parse_labelled_lines,
+    read_labelled_file,
+    split_examples,
+    toy_sentiment_examples,
+    train_classifier,
+)
+from scratchgpt.cli import main
+from scratchgpt.config import ConfigError
+from scratchgpt.data import DataError
+from scratchgpt.model.encoder import EncoderConfig, TransformerClassifier
+
+
+def _model(**kw):
+    cfg = EncoderConfig(vocab_size=50, d_model=16, num_heads=4, d_ff=32, max_len=12, **kw)
+    return TransformerClassifier(cfg).eval()
+
+
+def test_encoder_block_is_post_norm():
+    model = _model(num_layers=2, dropout=0.0)
+    idx = torch.randint(0, 50, (2, 9))
+    states = hidden_states(model, idx)  # (L + 1, B, T, C)
+    assert states.shape == (3, 2, 9, 16)
+    block = model.encoder.blocks[0]
+    everything = torch.ones(1, 1, 1, 9, dtype=torch.bool)
+    with torch.no_grad():
+        x = states[0]
+        x = block.norm1(x + block.att(x, mask=everything))  # LN(x + MHA(x))
+        x = block.norm2(x + block.ff(x))  # LN(x + FFN(x))
+    torch.testing.assert_close(states[1], x)
+    # A LayerNorm is the last thing each block does: every output token has mean 0, std 1.
+    out = states[1:]
+    torch.testing.assert_close(out.mean(-1), torch.zeros(2, 2, 9), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.var(-1, unbiased=False), torch.ones(2, 2, 9), atol=1e-3, rtol=0)
+
+
+def test_encoder_attention_is_bidirectional_and_ignores_padding():
+    model = _model()
+    idx = torch.randint(1, 50, (1, 6))
+    weights = attention_weights(model, idx)  # (L, B, nh, T, T)
+    assert (weights.triu(diagonal=1) > 0).any()  # tokens read later tokens too
+    changed = idx.clone()
+    changed[0, -1] = (idx[0, -1] + 1) % 50
+    h1, h2 = (model.encoder(i)[0, 0] for i in (idx, changed))
+    assert not torch.allclose(h1, h2)  # the first token's vector depends on the last token
+    for pooling in ("mean", "first"):
+        model = _model(pooling=pooling)
+        padded = torch.cat([idx, torch.zeros(1, 4, dtype=torch.long)], dim=1)  # (1, 10)
+        mask = torch.tensor([[True] * 6 + [False] * 4])
+        with torch.no_grad():
+            torch.testing.assert_close(model(padded, padding_mask=mask), model(idx))
+        w = attention_weights(model, padded, padding_mask=mask)
+        assert torch.equal(w[..., 6:], torch.zeros_like(w[..., 6:]))  # no weight on padding
+        torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]))
+    with pytest.raises(ValueError, match="at least one real"):
+        model(padded, padding_mask=torch.zeros(1, 10, dtype=torch.bool))
+    with pytest.raises(ValueError, match="max_len=12"):
+        model(torch.zeros(1, 13, dtype=torch.long))
+
+
+def test_encoder_config_validation():
+    with pytest.raises(ConfigError, match="pooling='max'"):
+        EncoderConfig(vocab_size=10, pooling="max")
+    with pytest.raises(ConfigError, match="divisible"):
+        EncoderConfig(vocab_size=10, d_model=30, num_heads=4)
+    with pytest.raises(ConfigError, match="num_heads"):
+        EncoderConfig.from_dict({"vocab_size": 10, "num_head": 4})
+    with pytest.raises(ConfigError, match="2 classes"):
+        EncoderConfig(vocab_size=10, num_classes=1)
+    # The seed's parameter names, and a learned positional table when asked.
+    cfg = EncoderConfig(vocab_size=100, d_model=32, num_heads=4, d_ff=64, num_layers=3)
+    assert EncoderConfig.from_dict(cfg.to_dict()) == cfg
+    n_pos = sum(p.numel() for p in TransformerClassifier(cfg).parameters())
+    learned = TransformerClassifier(EncoderConfig(**{**cfg.to_dict(), "pos_encoding": "learned"}))
+    assert sum(p.numel() for p in learned.parameters()) - n_pos == 64 * 32  # max_len x d_model
+
+
+def test_labelled_lines_keep_quotes_and_report_bad_lines(tmp_path):
+    text = 'ham\t"Quoted" start\nspam\tFREE "prize\n\nham\tlast'
+    assert parse_labelled_lines(text) == [
+        LabelledText('"Quoted" start', "ham"),
+        LabelledText('FREE "prize', "spam"),
+        LabelledText("last", "ham"),
+    ]
+    with pytest.raises(DataError, match="line 2: expected LABEL<TAB>TEXT"):
+        parse_labelled_lines("ham\tok\nno tab here")
+    with pytest.raises(DataError, match="does not exist"):
+        read_labelled_file(tmp_path / "missing.tsv")
+
+
+def test_sms_spam_reads_all_5574_messages(shared_data):
+    examples = read_labelled_file(shared_data("sms-spam.tsv"))
+    assert len(examples) == 5574
+    assert Counter(ex.label for ex in examples) == {"ham": 4827, "spam": 747}
+    train, test = split_examples(examples, test_ratio=0.2, seed=0)
+    assert len(train) + len(test) == 5574
+    assert Counter(ex.label for ex in test) == {"ham": 965, "spam": 149}  # stratified: 20% each
+    assert split_examples(examples, seed=0) == (train, test)  # deterministic
+
+
+def test_vocabulary_keeps_frequent_words_and_maps_the_rest_to_unk():
+    tok = build_vocabulary(["free prize now", "free call", "call me"], min_freq=2)
+    assert tok.vocab == ["call", "free", "<|endoftext|>", "<|unk|>"]
+    assert tok.encode("free prize") == [1, tok.unk_id]
+
+
+def test_train_save_load_predict_on_toy_data(tmp_path):
+    examples = toy_sentiment_examples(300, seed=1)
+    config = ClassifierTrainConfig(epochs=6, batch_size=16, min_freq=1, test_ratio=0.25)
+    result = train_classifier(
+        examples, config=config, model_config={"d_model": 32, "num_layers": 1}, out_dir=tmp_path
+    )
+    assert result.test_accuracy >= 0.95 and result.n_test == 75
+    assert len(result.history) == 6 and {"train_loss", "val_acc"} <= set(result.history[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "config.json",
+        "metrics.jsonl",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
+    loaded = TextClassifier.load(tmp_path)
+    texts = ["the film was wonderful", "what a dreadful meal !", ""]
+    torch.testing.assert_close(loaded.predict_proba(texts), result.classifier.predict_proba(texts))
+    assert loaded.predict(texts[:2]) == ["positive", "negative"]
+    # Batched == one by one: padding changes nothing.
+    one_by_one = torch.cat([loaded.predict_proba([t]) for t in texts])
+    torch.testing.assert_close(loaded.predict_proba(texts), one_by_one)
+    with pytest.raises(CheckpointError, match="not a scratchgpt classifier"):
+        TextClassifier.load(tmp_path / "nowhere")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(CheckpointError, match="refusing"):
+        loaded.save(tmp_path / "other")
+    with pytest.raises(DataError, match="two labels"):
+        train_classifier([LabelledText("a", "x")] * 10)
+
+
+# --- the UCI download, against a loopback server ------------------------------------------------
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A local HTTP server over tmp_path/www; yields its base URL."""
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_download_extracts_caches_and_reuses(http_server, tmp_path, monkeypatch):
+    url, root = http_server
+    data = b'ham\tOk lar... Joking wif u oni...\nspam\tFree entry in 2 a wkly comp\nham\t"hi"\n'
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("SMSSpamCollection", data)
+        z.writestr("readme", "the corpus readme")
+    (root / "sms.zip").write_bytes(buffer.getvalue())
+    (root / "broken.zip").write_bytes(b"not a zip")
+
+    monkeypatch.setenv("SCRATCHGPT_CACHE", str(tmp_path / "cache"))
+    assert default_cache_dir() == tmp_path / "cache"
+    path = download_sms_spam(url=f"{url}/sms.zip")
+    assert path == tmp_path / "cache" / "sms-spam" / "SMSSpamCollection"
+    assert path.read_bytes() == data
+    assert [ex.label for ex in read_labelled_file(path)] == ["ham", "spam", "ham"]
+    (root / "sms.zip").unlink()  # the cached copy is used: no request is made
+    assert download_sms_spam(url=f"{url}/sms.zip") == path
+    with pytest.raises(DataError, match="could not download"):
+        download_sms_spam(url=f"{url}/sms.zip", force=True)  # 404
+    with pytest.raises(DataError, match="not a zip"):
+        download_sms_spam(url=f"{url}/broken.zip", cache_dir=tmp_path / "c2")
+    monkeypatch.delenv("SCRATCHGPT_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "scratchgpt"
+
+
+# --- the real thing: SMS spam through the command line ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spam_classifier(tmp_path_factory, shared_data):
+    """Train on the SMS Spam Collection once, through the CLI; yields (dir, printed output)."""
+    out = tmp_path_factory.mktemp("spam") / "classifier"
+    data = shared_data("sms-spam.tsv")
+    import contextlib
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = main(["-q", "classify", "train", "--data", str(data), "--out", str(out)])
+    assert code == 0
+    return out, buffer.getvalue(), data
+
+
+@pytest.mark.slow
+def test_classify_train_reaches_95_percent_on_held_out_spam(spam_classifier):
+    out, printed, data = spam_classifier
+    accuracy = float(re.search(r"held-out accuracy: ([\d.]+)%", printed).group(1)) / 100
+    majority = float(re.search(r"most common label: ([\d.]+)%", printed).group(1)) / 100
+    assert majority == pytest.approx(965 / 1114, abs=1e-4)  # always "ham" on the held-out fifth
+    assert accuracy >= 0.95
+    # The saved classifier, reloaded, scores the same on the same held-out split.
+    _, test = split_examples(read_labelled_file(data), test_ratio=0.2, seed=0)
+    assert TextClassifier.load(out).accuracy(test) == pytest.approx(accuracy, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_classify_predict_and_viz(spam_classifier, capsys, tmp_path):
+    out, _, _ = spam_classifier
+    texts = [
+        "WINNER!! You have been selected to receive a £900 prize reward! Call 09061701461 now",
+        "Sorry, I'll call you later, I am in a meeting",
+    ]
+    assert main(["classify", "predict", "--model", str(out), *texts]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["spam", "ham"]
+    png = tmp_path / "cls.png"
+    args = ["viz", "attention", "--checkpoint", str(out), "--text", texts[0]]
+    assert main([*args, "--layer", "1", "--all-heads", "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["viz", "curves", str(out), "--out", str(tmp_path / "curves.png")]) == 0
+    assert main(["classify", "predict", "--model", str(tmp_path), "hi"]) == 2
+    assert "not a scratchgpt classifier" in capsys.readouterr().err
