@@ -194,7 +194,9 @@ def stream(
                         logits = model(window, pad_offset=offset)[:, -1]
                 else:
                     slot = torch.tensor([pos], device=idx.device)
-                    logits = decode(model, seq[:, -1:], slot, pad_offset)
+                    # The last token as a tensor of its own (not a view into the growing
+                    # sequence), so a compiled decode step sees the same strides every call.
+                    logits = decode(model, token.view(-1, 1), slot, pad_offset)
                     pos += 1
                 logits = apply_repetition_penalty(logits, seq, repetition_penalty)
                 token = next_token(
