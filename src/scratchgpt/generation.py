@@ -180,6 +180,9 @@ def stream(
             model.setup_cache(idx.size(0), min(context, idx.size(1) + max_new_tokens))
         try:
             pos = 0  # the next cache slot; a Python int, so no device sync to track it
+            # The last token as a tensor of its own (not a view into the growing sequence),
+            # so a compiled decode step sees the same strides on every call.
+            last = idx[:, -1].clone()  # (B,)
             for step in range(max_new_tokens):
                 if not use_cache or step == 0 or pos == model.cache_len:
                     # Full pass over the (last context_length tokens of the) sequence.
@@ -194,9 +197,7 @@ def stream(
                         logits = model(window, pad_offset=offset)[:, -1]
                 else:
                     slot = torch.tensor([pos], device=idx.device)
-                    # The last token as a tensor of its own (not a view into the growing
-                    # sequence), so a compiled decode step sees the same strides every call.
-                    logits = decode(model, token.view(-1, 1), slot, pad_offset)
+                    logits = decode(model, last.view(-1, 1), slot, pad_offset)  # (B,) -> (B, 1)
                     pos += 1
                 logits = apply_repetition_penalty(logits, seq, repetition_penalty)
                 token = next_token(
@@ -206,6 +207,7 @@ def stream(
                     token = token.masked_fill(done, eos_id)
                     done |= token == eos_id
                 seq = torch.cat([seq, token.unsqueeze(1)], dim=1)  # (B, T) -> (B, T + 1)
+                last = token
                 yield token
                 if eos_id is not None and bool(done.all()):
                     return
