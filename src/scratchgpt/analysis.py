@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .model.attention import MultiHeadAttention
+from .model.gpt import eval_mode
 
 
 def attention_modules(model: nn.Module) -> list[MultiHeadAttention]:
@@ -67,16 +68,25 @@ def attention_weights(model: nn.Module, idx: torch.Tensor, **forward_kwargs: Any
         assert isinstance(module, MultiHeadAttention)
         captured.append(weights_from_input(module, args[0], mask=kwargs.get("mask")))
 
-    handles = [m.register_forward_pre_hook(hook, with_kwargs=True) for m in modules]
-    was_training = model.training
+    _run_hooked(
+        model,
+        idx,
+        forward_kwargs,
+        [m.register_forward_pre_hook(hook, with_kwargs=True) for m in modules],
+    )
+    return torch.stack(captured)  # L x (B, nh, T, T) -> (L, B, nh, T, T)
+
+
+def _run_hooked(
+    model: nn.Module, idx: torch.Tensor, forward_kwargs: dict[str, Any], handles: list[Any]
+) -> None:
+    """One forward pass in eval mode for the hooks to record, then remove the hooks."""
     try:
-        model.eval()
-        model(idx, **forward_kwargs)
+        with eval_mode(model):
+            model(idx, **forward_kwargs)
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
-    return torch.stack(captured)  # L x (B, nh, T, T) -> (L, B, nh, T, T)
 
 
 def _blocks(model: nn.Module) -> nn.ModuleList:
@@ -102,14 +112,7 @@ def hidden_states(model: nn.Module, idx: torch.Tensor, **forward_kwargs: Any) ->
         blocks[0].register_forward_pre_hook(lambda m, args: states.append(args[0])),
         *(b.register_forward_hook(lambda m, args, out: states.append(out)) for b in blocks),
     ]
-    was_training = model.training
-    try:
-        model.eval()
-        model(idx, **forward_kwargs)
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
+    _run_hooked(model, idx, forward_kwargs, handles)
     return torch.stack(states)  # (L + 1) x (B, T, C) -> (L + 1, B, T, C)
 
 

@@ -26,7 +26,6 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_model
-from torch import nn
 
 from .config import ConfigError, GPTConfig
 from .model import GPTModel
@@ -294,12 +293,3 @@ def _shape_summary(cfg: GPTConfig) -> str:
         f"vocab_size={cfg.vocab_size}, context_length={cfg.context_length}, "
         f"emb_dim={cfg.emb_dim}, n_layers={cfg.n_layers}, qkv_bias={cfg.qkv_bias}"
     )
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The raw module inside torch.compile (``_orig_mod``) and DDP (``module``) wrappers."""
-    while True:
-        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
-        if not isinstance(inner, nn.Module):
-            return model
-        model = inner

@@ -52,6 +52,7 @@ from .checkpoint import CheckpointError
 from .config import ConfigError
 from .data import DataError
 from .model.encoder import EncoderConfig, TransformerClassifier
+from .model.gpt import eval_mode
 from .tokenizers import SimpleTokenizerV2, Tokenizer, TokenizerError, load_tokenizer
 from .tokenizers.base import atomic_write, atomic_write_text
 from .tokenizers.gpt2_files import ENDOFTEXT
@@ -286,15 +287,11 @@ class TextClassifier:
     @torch.no_grad()
     def predict_proba(self, texts: Sequence[str], *, batch_size: int = 256) -> torch.Tensor:
         """Class probabilities (B, K), columns in the order of :attr:`labels`."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            out = []
+        out = []
+        with eval_mode(self.model):
             for start in range(0, len(texts), batch_size):
                 ids, mask = self.encode(texts[start : start + batch_size])
                 out.append(torch.softmax(self.model(ids, padding_mask=mask).float(), dim=-1))
-        finally:
-            self.model.train(was_training)
         return torch.cat(out) if out else torch.empty(0, len(self.labels))
 
     def predict(self, texts: Sequence[str]) -> list[str]:

@@ -14,7 +14,9 @@ import difflib
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+_T = TypeVar("_T")
 
 AttentionImpl = Literal["explicit", "sdpa"]
 ATTENTION_IMPLS: tuple[str, ...] = ("explicit", "sdpa")
@@ -30,6 +32,18 @@ def _nearest(name: str, choices: list[str] | tuple[str, ...]) -> str:
     """A 'did you mean' suffix, so a typo in a key or a name is fixed at a glance."""
     close = difflib.get_close_matches(name, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def strict_from_dict(cls: type[_T], d: Any, *, what: str) -> _T:
+    """Build the dataclass ``cls`` from a plain mapping; an unknown key is an error naming it."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"a {what} must be a mapping of field to value, got {d!r}")
+    known = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    unknown = [k for k in d if k not in known]
+    if unknown:
+        hints = "; ".join(f"{k!r}{_nearest(k, known)}" for k in unknown)
+        raise ConfigError(f"unknown {what} key(s): {hints}. Valid keys: {', '.join(known)}")
+    return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -118,16 +132,7 @@ class GPTConfig:
         Unknown keys are an error rather than ignored: a misspelt ``n_layer`` silently falling
         back to the default would train a different model than the one asked for.
         """
-        if not isinstance(d, dict):
-            raise ConfigError(f"a model config must be a mapping of field to value, got {d!r}")
-        known = [f.name for f in fields(cls)]
-        unknown = [k for k in d if k not in known]
-        if unknown:
-            hints = "; ".join(f"{k!r}{_nearest(k, known)}" for k in unknown)
-            raise ConfigError(
-                f"unknown model config key(s): {hints}. Valid keys: {', '.join(known)}"
-            )
-        return cls(**d)
+        return strict_from_dict(cls, d, what="model config")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (the inverse of :meth:`from_dict`)."""

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from .config import ConfigError
 from .data import DataError
-from .model import GPTModel
+from .model import GPTModel, eval_mode
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,8 @@ def perplexity(
             "from, one to predict)"
         )
     plan = plan_windows(tokens.numel(), context_length=L, stride=stride)
-    was_training = model.training
-    model.eval()  # no dropout: the score of the model itself
     total = 0.0
-    try:
+    with eval_mode(model):  # no dropout: the score of the model itself
         for batch in _batches(plan, batch_size):
             T = batch[0][1] - batch[0][0]
             x = torch.stack([tokens[b:e] for b, e, _ in batch]).to(device)  # (B, T)
@@ -103,8 +101,6 @@ def perplexity(
             new = torch.tensor([n for _, _, n in batch], device=device)  # (B,)
             scored = torch.arange(T, device=device) >= (T - new)[:, None]  # (B, T): the last n
             total += nll[scored].sum().item()  # one sync per batch; float64 sum across batches
-    finally:
-        model.train(was_training)
     n = tokens.numel() - 1
     loss = total / n
     return PerplexityResult(

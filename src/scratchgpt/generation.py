@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from .model import GPTModel
+from .model import GPTModel, eval_mode
 from .tokenizers import Tokenizer
 
 
@@ -127,13 +127,8 @@ def decode_step(
 @contextlib.contextmanager
 def _inference(model: GPTModel) -> Iterator[None]:
     """Dropout off and no autograd while generating, then the caller's mode back."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode():
+        yield
 
 
 DecodeFn = Callable[..., torch.Tensor]

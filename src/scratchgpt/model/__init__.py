@@ -7,7 +7,14 @@ from .attention import (
     explicit_attention,
     sdpa_attention,
 )
-from .gpt import GPTModel, TransformerBlock, attention_mask, lm_loss, num_parameters
+from .gpt import (
+    GPTModel,
+    TransformerBlock,
+    attention_mask,
+    eval_mode,
+    lm_loss,
+    num_parameters,
+)
 from .layers import GELU, FeedForward, LayerNorm, gelu_formula, layer_norm_formula
 from .positional import (
     SinusoidalPositionalEncoding,
@@ -29,6 +36,7 @@ __all__ = [
     "SinusoidalPositionalEncoding",
     "TransformerBlock",
     "attention_mask",
+    "eval_mode",
     "explicit_attention",
     "gelu_formula",
     "layer_norm_formula",

@@ -32,7 +32,7 @@ Shapes: B batch, T tokens, C = d_model, nh = num_heads, K = num_classes.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -46,6 +46,7 @@ from ..config import (
     GPTConfig,
     PosEncoding,
     _nearest,
+    strict_from_dict,
 )
 from .attention import MultiHeadAttention
 from .layers import GELU, LayerNorm
@@ -138,14 +139,7 @@ class EncoderConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EncoderConfig:
         """Build from plain data; an unknown key is an error (a typo would change the model)."""
-        if not isinstance(d, dict):
-            raise ConfigError(f"an encoder config must be a mapping, got {d!r}")
-        known = [f.name for f in fields(cls)]
-        unknown = [k for k in d if k not in known]
-        if unknown:
-            hints = "; ".join(f"{k!r}{_nearest(k, known)}" for k in unknown)
-            raise ConfigError(f"unknown encoder config key(s): {hints}")
-        return cls(**d)
+        return strict_from_dict(cls, d, what="encoder config")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

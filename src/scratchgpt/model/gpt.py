@@ -14,7 +14,9 @@ Shapes: B batch, T sequence length, C = emb_dim, V = vocab_size.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -206,3 +208,18 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def num_parameters(model: nn.Module) -> int:
     """Trainable parameters, a tied weight counted once (as ``model.parameters()`` yields it)."""
     return sum(p.numel() for p in model.parameters())
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Dropout off for the block (evaluation, generation, inspection), then the caller's mode.
+
+    Evaluating in the middle of training must not leave the model in eval mode, and a caller
+    that had it in eval mode must not find it switched to training.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

@@ -30,7 +30,7 @@ from ..checkpoint import CheckpointError, is_checkpoint, save_checkpoint
 from ..config import ConfigError, GPTConfig, preset
 from ..data import DataError, create_dataloader, load_text, split_ids
 from ..generation import generate
-from ..model import GPTModel, lm_loss, num_parameters
+from ..model import GPTModel, eval_mode, lm_loss, num_parameters
 from ..pretrained import load_pretrained
 from ..tokenizers import Tokenizer, get_tokenizer
 from .optim import lr_at, make_optimizer
@@ -151,16 +151,14 @@ def evaluate(
     model: GPTModel, loader: DataLoader[Any], *, max_batches: int, device: torch.device
 ) -> float:
     """Mean loss over the first ``max_batches`` batches of ``loader``, dropout off."""
-    was_training = model.training
-    model.eval()
     total, n = 0.0, 0
-    for i, (x, y) in enumerate(loader):
-        if i >= max_batches:
-            break
-        with _autocast(device):
-            total += lm_loss(model(x.to(device)), y.to(device)).item()
-        n += 1
-    model.train(was_training)
+    with eval_mode(model):
+        for i, (x, y) in enumerate(loader):
+            if i >= max_batches:
+                break
+            with _autocast(device):
+                total += lm_loss(model(x.to(device)), y.to(device)).item()
+            n += 1
     return total / n
 
 
