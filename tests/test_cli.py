@@ -14,7 +14,8 @@ def test_train_then_generate_end_to_end(tmp_path, shared_data, capsys, monkeypat
     out = capsys.readouterr().out
     assert "trained 20 steps" in out and "checkpoint: runs/" in out
     run = next((tmp_path / "runs").iterdir())
-    assert (run / "checkpoint" / "model.safetensors").is_file()
+    assert (run / "checkpoints" / "step-00000020" / "model.safetensors").is_file()
+    assert (run / "config.yaml").is_file() and (run / "metrics.jsonl").is_file()
     # explicit checkpoint
     code = main(
         [

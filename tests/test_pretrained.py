@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 
 from scratchgpt.checkpoint import CheckpointError, save_checkpoint
@@ -374,8 +375,9 @@ def test_train_init_from_a_gpt2_directory(tmp_path, gpt2_files, shared_data, cap
     wte = hf.transformer.wte.weight
     delta = (tuned.tok_emb.weight - wte).abs().max().item()
     assert 0 < delta < 1e-3  # started from the pretrained weights and moved a little
-    settings = json.loads((tmp_path / "run" / "train_config.json").read_text())
-    assert settings["init_from"] == "a loaded 2-layer model"
+    settings = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert settings["model"]["init_from"] == str(tmp_path / "gpt2")
+    assert settings["model"]["context_length"] == 32 and settings["model"]["n_layers"] == 2
     assert main([*args, "--preset", "tiny"]) == 2
     assert "--init-from fixes the model's shape" in capsys.readouterr().err
 
@@ -419,6 +421,7 @@ def test_train_api_init_from_a_name_or_directory(tmp_path, gpt2_files, shared_da
     result = train(
         data=verdict, init_from=str(tmp_path / "gpt2"), config=config, out_dir=tmp_path / "run"
     )
-    settings = json.loads((result.run_dir / "train_config.json").read_text())
-    assert settings["init_from"] == str(tmp_path / "gpt2")
-    assert settings["model"]["context_length"] == 32 and settings["tokenizer"] == "tiktoken"
+    settings = yaml.safe_load((result.run_dir / "config.yaml").read_text())
+    assert settings["model"]["init_from"] == str(tmp_path / "gpt2")
+    assert settings["model"]["context_length"] == 32 and settings["tokenizer"]["name"] is None
+    assert result.checkpoint.is_dir() and load_pretrained(result.run_dir)[1].encode("Hi")

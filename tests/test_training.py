@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import yaml
 
 from scratchgpt.checkpoint import load_checkpoint
 from scratchgpt.config import ConfigError, preset
@@ -39,7 +40,6 @@ def test_weight_decay_only_on_matrices():
         ({"lr": 0}, "lr=0"),
         ({"batch_size": 0}, "batch_size=0"),
         ({"max_steps": 10, "warmup_steps": 20}, "longer than the run"),
-        ({"train_ratio": 1.0}, "train_ratio"),
     ],
 )
 def test_train_config_validation(kwargs, match):
@@ -64,17 +64,17 @@ def test_short_training_run_learns_and_saves(tmp_path, shared_data):
         config=cfg,
         out_dir=tmp_path / "run",
     )
-    losses = [row["val_loss"] for row in result.history]
-    assert [row["step"] for row in result.history] == [0, 30, 60]
+    losses = [row["val_loss"] for row in result.evaluations]
+    assert [row["step"] for row in result.evaluations] == [0, 30, 60]
     assert losses[-1] < losses[0] - 0.5
     model, tok = load_checkpoint(result.run_dir)
     assert model.cfg.vocab_size == tok.vocab_size
     rows = [
         json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     ]
-    assert rows[-1]["val_loss"] == pytest.approx(losses[-1])
+    assert rows[-1]["step"] == 60 and rows[-1]["val_loss"] == pytest.approx(losses[-1])
     assert math.isclose(rows[-1]["val_ppl"], math.exp(losses[-1]), rel_tol=1e-6)
-    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["training"]["max_steps"] == 60
 
 
@@ -89,7 +89,7 @@ def test_same_seed_same_run(tmp_path, shared_data):
         )
         for i in range(2)
     ]
-    assert runs[0].history[-1]["val_loss"] == runs[1].history[-1]["val_loss"]
+    assert runs[0].final_val_loss == runs[1].final_val_loss
     a, _ = load_checkpoint(runs[0].checkpoint)
     b, _ = load_checkpoint(runs[1].checkpoint)
     assert all(

@@ -150,6 +150,108 @@ def test_viz_cli(checkpoint, tmp_path, capsys):
     assert "matches" in capsys.readouterr().out
 
 
+def _write_rows(run, rows):
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _lines_of(ax):
+    """{legend label: (x, y)} of the curves drawn on ``ax``."""
+    return {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.lines}
+
+
+def test_plot_run_reads_the_new_schema(tmp_path):
+    # The trainer's rows: train rows every interval, val_loss only at the evaluations.
+    rows = []
+    for step in range(10, 110, 10):
+        row = {"step": step, "tokens": step * 2048, "train_loss": 5.0 - step / 50, "lr": 1e-3}
+        row |= {"grad_norm": 0.9, "tokens_per_sec": 5e4, "step_ms": 40.0, "mfu": 0.3}
+        if step % 50 == 0:
+            row |= {"val_loss": 5.2 - step / 50, "val_ppl": 100.0}
+        rows.append(row)
+    _write_rows(tmp_path / "run", rows)
+    path = viz.plot_run(tmp_path / "run")
+    assert path == tmp_path / "run" / "loss.png"
+    assert png_size(path) == (1100, 400)
+    assert path.stat().st_size > 20_000  # curves, labels, legends: not a blank canvas
+
+
+def test_plot_run_curves_and_both_schemas(tmp_path, monkeypatch):
+    drawn = []
+    save = viz.save_figure
+    monkeypatch.setattr(viz, "save_figure", lambda fig, out: drawn.append(fig) or save(fig, out))
+    new = [
+        {"step": 10, "tokens": 640, "train_loss": 4.0},
+        {"step": 20, "tokens": 1280, "train_loss": 3.0, "val_loss": 3.5, "val_ppl": 33.1},
+        {"step": 30, "tokens": 1920, "train_loss": 2.5},
+    ]
+    _write_rows(tmp_path / "new", new)
+    out = viz.plot_run(tmp_path / "new", out=tmp_path / "figs" / "new.png")
+    assert out == tmp_path / "figs" / "new.png" and png_size(out) == (1100, 400)
+    by_step, by_tokens = (_lines_of(ax) for ax in drawn[-1].axes)
+    assert by_step["train"] == ([10, 20, 30], [4.0, 3.0, 2.5])
+    assert by_step["validation"] == ([20], [3.5])  # only the row that has it
+    assert by_tokens["train"] == ([640, 1280, 1920], [4.0, 3.0, 2.5])
+    assert by_tokens["validation"] == ([1280], [3.5])
+
+    # The old trainer's rows: every row evaluated, no tokens (taken from train_config.json).
+    old = [
+        {"step": s, "train_loss": 4.0 - s / 100, "val_loss": 4.2 - s / 100, "val_ppl": 60.0}
+        | {"lr": 1e-3, "tokens_per_s": 900.0}
+        for s in (0, 100, 200)
+    ]
+    _write_rows(tmp_path / "old", old)
+    settings = {"model": {"context_length": 128}, "training": {"batch_size": 32}}
+    (tmp_path / "old" / "train_config.json").write_text(json.dumps(settings))
+    viz.plot_run(tmp_path / "old")
+    by_step, by_tokens = (_lines_of(ax) for ax in drawn[-1].axes)
+    assert by_step["validation"] == ([0, 100, 200], [4.2, 3.2, 2.2])
+    assert by_tokens["train"][0] == [0, 100 * 32 * 128, 200 * 32 * 128]
+    assert "step × batch × context" in drawn[-1].axes[1].get_xlabel()
+    # No train_config.json either: the step panel still, and the tokens panel says why not.
+    (tmp_path / "old" / "train_config.json").unlink()
+    assert png_size(viz.plot_run(tmp_path / "old")) == (1100, 400)
+    assert not drawn[-1].axes[1].lines
+    assert "no token counts" in drawn[-1].axes[1].texts[0].get_text()
+
+
+def test_plot_run_errors(tmp_path):
+    with pytest.raises(ValueError, match="no metrics"):
+        viz.plot_run(tmp_path)  # a directory without metrics.jsonl
+    (tmp_path / "metrics.jsonl").write_text("")
+    with pytest.raises(ValueError, match="empty"):
+        viz.plot_run(tmp_path)
+    with pytest.raises(ValueError, match="not a run directory"):
+        viz.plot_run(tmp_path / "missing")
+    (tmp_path / "metrics.jsonl").write_text('{"tokens": 5, "train_loss": 1.0}\n')
+    with pytest.raises(ValueError, match="'step'"):
+        viz.plot_run(tmp_path)
+
+
+def test_training_curves_read_the_new_schema(tmp_path):
+    rows = [
+        {"step": 10, "tokens": 640, "train_loss": 4.0},
+        {"step": 20, "tokens": 1280, "train_loss": 3.0, "val_loss": 3.5},
+    ]
+    fig = viz.plot_training_curves(rows, out=tmp_path / "c.png")
+    curves = _lines_of(fig.axes[0])
+    assert curves["train"] == ([10, 20], [4.0, 3.0])
+    assert curves["validation"] == ([20], [3.5])
+    assert png_size(tmp_path / "c.png") == (550, 400)
+
+
+def test_plot_cli(tmp_path, capsys):
+    _write_rows(tmp_path / "run", [{"step": 1, "tokens": 64, "train_loss": 2.0, "val_loss": 2.1}])
+    assert main(["plot", str(tmp_path / "run")]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'run' / 'loss.png'}"
+    assert png_size(tmp_path / "run" / "loss.png") == (1100, 400)
+    assert main(["plot", str(tmp_path / "run"), "--out", str(tmp_path / "x.png")]) == 0
+    assert (tmp_path / "x.png").is_file()
+    assert main(["plot", str(tmp_path)]) == 2  # no metrics.jsonl: one line, no traceback
+    err = capsys.readouterr().err
+    assert "scratchgpt plot: error: no metrics" in err and "Traceback" not in err
+
+
 @pytest.mark.hf
 def test_gpt2_attention_maps_equal_transformers(tmp_path, shared_data):
     """Our maps of a GPT-2 (loaded through the real converter) == transformers' attentions."""

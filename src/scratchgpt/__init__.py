@@ -52,8 +52,15 @@ _EXPORTS: dict[str, str] = {
     "crop_context": "pretrained",
     "perplexity": "evaluation",
     "PerplexityResult": "evaluation",
-    "TrainConfig": "training",
+    "TrainConfig": "config",
+    "RunConfig": "config",
+    "load_run_config": "config",
     "TrainResult": "training",
+    "TrainingError": "training",
+    "SequentialWindows": "data",
+    "prepare": "data",
+    "load_prepared": "data",
+    "RandomWindows": "data",
     "train": "training",
     "SinusoidalPositionalEncoding": "model",
     "sinusoidal_encoding": "model",
@@ -99,8 +106,11 @@ __all__ = [
     "MultiHeadAttention",
     "MultiHeadAttentionWrapper",
     "PerplexityResult",
+    "RandomWindows",
+    "RunConfig",
     "SelfAttention",
     "SelfAttentionNoWeights",
+    "SequentialWindows",
     "SimpleTokenizerV1",
     "SimpleTokenizerV2",
     "SinusoidalPositionalEncoding",
@@ -111,6 +121,7 @@ __all__ = [
     "TokenizerError",
     "TrainConfig",
     "TrainResult",
+    "TrainingError",
     "TransformerBlock",
     "TransformerClassifier",
     "TransformerEncoder",
@@ -129,13 +140,16 @@ __all__ = [
     "load_checkpoint",
     "load_gpt2",
     "load_model_config",
+    "load_prepared",
     "load_pretrained",
+    "load_run_config",
     "load_sms_spam",
     "load_text",
     "load_tokenizer",
     "num_parameters",
     "parameter_breakdown",
     "perplexity",
+    "prepare",
     "preset",
     "save_checkpoint",
     "sinusoidal_encoding",
@@ -171,8 +185,27 @@ if TYPE_CHECKING:
         load_sms_spam,
         train_classifier,
     )
-    from .config import PRESETS, ConfigError, GPTConfig, load_model_config, preset
-    from .data import DataError, SlidingWindowDataset, create_dataloader, load_text, split_ids
+    from .config import (
+        PRESETS,
+        ConfigError,
+        GPTConfig,
+        RunConfig,
+        TrainConfig,
+        load_model_config,
+        load_run_config,
+        preset,
+    )
+    from .data import (
+        DataError,
+        RandomWindows,
+        SequentialWindows,
+        SlidingWindowDataset,
+        create_dataloader,
+        load_prepared,
+        load_text,
+        prepare,
+        split_ids,
+    )
     from .evaluation import PerplexityResult, perplexity
     from .generation import Generator, generate, stream
     from .model import (
@@ -207,4 +240,4 @@ if TYPE_CHECKING:
         get_tokenizer,
         load_tokenizer,
     )
-    from .training import TrainConfig, TrainResult, train
+    from .training import TrainingError, TrainResult, train

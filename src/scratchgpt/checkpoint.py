@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_model
+from safetensors.torch import save_file, save_model
 
 from .config import ConfigError, GPTConfig
 from .model import GPTModel
@@ -48,11 +48,16 @@ def save_checkpoint(
     tokenizer: Tokenizer,
     *,
     metadata: dict[str, Any] | None = None,
+    weights: dict[str, torch.Tensor] | None = None,
+    extra: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write ``model`` (the raw one: not compiled, not DDP-wrapped) and ``tokenizer``.
 
     ``metadata`` is any JSON-ready dict (step, losses, training config) stored in config.json.
-    Returns the checkpoint directory.
+    ``weights`` replaces ``model.state_dict()`` (a sharded model's gathered full state);
+    ``extra(tmp)`` writes more files into the checkpoint before it is moved into place (the
+    trainer's optimiser state), so they appear atomically with the weights. Returns the
+    checkpoint directory.
     """
     if not isinstance(model, GPTModel):
         raise TypeError(
@@ -73,8 +78,15 @@ def save_checkpoint(
 
     def write(tmp: Path) -> None:
         # save_model stores a tied weight once; build_model restores the tie on loading.
-        save_model(model, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
+        if weights is None:
+            save_model(model, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
+        else:
+            tied = "out_head.weight" if model.cfg.tie_weights else None  # stored once, too
+            plain = {k: v.detach().contiguous() for k, v in weights.items() if k != tied}
+            save_file(plain, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
         tokenizer.save(tmp)
+        if extra is not None:
+            extra(tmp)
         (tmp / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
     return write_directory(
@@ -107,10 +119,24 @@ def write_directory(
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
         _replace_dir(tmp, directory, replaceable=replaceable, what=what)
+        _fsync_dir(directory.parent)  # make the rename itself durable (power loss)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # some platforms cannot open a directory; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _replace_dir(
@@ -141,10 +167,30 @@ def is_checkpoint(path: str | Path) -> bool:
     return isinstance(info, dict) and info.get("format") == FORMAT
 
 
+STEP_PREFIX = "step-"
+
+
+def run_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """The complete checkpoints of a training run, ``(step, path)`` oldest first.
+
+    A run writes ``RUN/checkpoints/step-00000100`` and so on; a save cut short leaves only a
+    hidden temporary directory, which is never listed here.
+    """
+    root = Path(run_dir) / "checkpoints"
+    found = []
+    if root.is_dir():
+        for path in root.glob(f"{STEP_PREFIX}*"):
+            suffix = path.name[len(STEP_PREFIX) :]
+            if suffix.isdigit() and is_checkpoint(path):
+                found.append((int(suffix), path))
+    return sorted(found)
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """The checkpoint directory for ``path``: the checkpoint itself or a run directory.
 
-    A training run keeps its latest checkpoint in ``RUN/checkpoint``, so either path works.
+    For a run directory this is its latest complete checkpoint (``checkpoints/step-N``, or
+    ``checkpoint/`` in runs made by older versions).
     """
     path = Path(path)
     if not path.exists():
@@ -152,10 +198,13 @@ def resolve_checkpoint(path: str | Path) -> Path:
     for candidate in (path, path / "checkpoint"):
         if is_checkpoint(candidate):
             return candidate
+    steps = run_checkpoints(path)
+    if steps:
+        return steps[-1][1]
     raise CheckpointError(
         f"{str(path)!r} is not a scratchgpt checkpoint: expected a directory with {CONFIG_FILE}, "
         f"{WEIGHTS_FILE} and tokenizer.json (as written by save_checkpoint or scratchgpt "
-        "train), or a run directory containing one in checkpoint/"
+        "train), or a run directory with checkpoints in checkpoints/"
     )
 
 

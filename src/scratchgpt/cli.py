@@ -54,7 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (exposed so tests can check every flag is documented)."""
     from .config import PRESETS
     from .pretrained import GPT2_NAMES
-    from .training import TrainConfig
 
     parser = argparse.ArgumentParser(
         prog="scratchgpt",
@@ -64,50 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser(
-        "train",
-        help="train a model (no flags: a char-level model on the built-in pydocs corpus)",
-        description="Train a GPT on a text and save a checkpoint in its run directory.",
-    )
-    p.add_argument(
-        "--data",
-        default="pydocs",
-        help="a UTF-8 text file, or the built-in corpus 'pydocs' (default: pydocs)",
-    )
-    p.add_argument(
-        "--tokenizer",
-        default=None,
-        help="'char' (built from the data), 'bpe' (trained on the data, see --vocab-size), "
-        "'simple' (the book's word tokenizer), 'gpt2', a saved tokenizer, or a directory with "
-        "OpenAI's encoder.json + vocab.bpe (default: char, or the --init-from model's)",
-    )
-    p.add_argument(
-        "--init-from",
-        metavar="NAME_OR_DIR",
-        help="fine-tune: start from these weights and their tokenizer instead of a fresh "
-        f"model: {', '.join(GPT2_NAMES[:4])} (OpenAI's GPT-2), a Hugging Face or OpenAI "
-        "GPT-2 directory, or a scratchgpt checkpoint; --context-length crops it",
-    )
-    p.add_argument(
-        "--vocab-size", type=int, help="vocabulary size of a --tokenizer bpe trained on the data"
-    )
-    p.add_argument(
-        "--preset",
-        default=None,
-        choices=list(PRESETS),
-        metavar="NAME",
-        help=f"model shape: one of {', '.join(PRESETS)} (default: mini)",
-    )
-    p.add_argument(
-        "--config", type=Path, help="model config file (JSON or YAML) instead of a preset"
-    )
-    p.add_argument("--context-length", type=int, help="override the model's context length")
-    p.add_argument("--drop-rate", type=float, help="override the model's dropout rate")
-    p.add_argument(
-        "--attn-impl", choices=["explicit", "sdpa"], help="attention math (default: sdpa)"
-    )
-    p.add_argument("--out", type=Path, help="run directory (default: runs/<date>-<time>)")
-    _add_dataclass_flags(p, TrainConfig)
+    _add_train_command(sub)
+    _add_config_command(sub)
 
     p = sub.add_parser(
         "generate",
@@ -266,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["hf"], default="hf", help="output format (default: hf)")
     p.add_argument("--out", type=Path, required=True, help="output directory")
     _add_learning_commands(sub)
+    _add_plot_command(sub)
+    _add_prepare_command(sub)
     return parser
 
 
@@ -281,47 +240,226 @@ def _add_init_from(parser: Any) -> None:
     )
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .config import ConfigError, GPTConfig, load_model_config, preset
-    from .training import TrainConfig, train
+# Help for the model section's flags (GPTConfig documents its fields in comments).
+MODEL_HELP = {
+    "vocab_size": "vocabulary size (training sets it to the tokenizer's)",
+    "context_length": "longest sequence the model reads (positions)",
+    "emb_dim": "width of the token vectors",
+    "n_heads": "attention heads per layer (must divide emb_dim)",
+    "n_layers": "transformer blocks",
+    "drop_rate": "dropout probability",
+    "qkv_bias": "bias in the query/key/value projections (GPT-2: true)",
+    "tie_weights": "share the token embedding with the output head (GPT-2: true)",
+    "attn_impl": "attention math: explicit (textbook) or sdpa (fused)",
+    "ln_eps": "LayerNorm epsilon",
+    "pos_encoding": "learned (GPT-2) or sinusoidal positions",
+    "vocab_multiple": "round the vocabulary rows up to a multiple of this (64: faster matmuls)",
+    "preset": "the preset the model section starts from (default: mini)",
+    "init_from": "pretrained weights to start from (a GPT-2 name or directory, a checkpoint)",
+}
 
-    overrides = {
-        "context_length": args.context_length,
-        "drop_rate": args.drop_rate,
-        "attn_impl": args.attn_impl,
+
+def _section_fields() -> dict[str, list[tuple[str, str]]]:
+    """(field, help) of every run-config section, for the --section.field flags."""
+    from .config import DataConfig, GPTConfig, TokenizerConfig, TrainConfig
+
+    out: dict[str, list[tuple[str, str]]] = {
+        "model": [(f.name, MODEL_HELP[f.name]) for f in dataclasses.fields(GPTConfig)]
+        + [("preset", MODEL_HELP["preset"]), ("init_from", MODEL_HELP["init_from"])]
     }
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    config = _dataclass_from_args(TrainConfig, args)
-    if args.init_from:
-        from .pretrained import load_pretrained
+    for section, cls in (
+        ("data", DataConfig),
+        ("tokenizer", TokenizerConfig),
+        ("training", TrainConfig),
+    ):
+        out[section] = [(f.name, f.metadata.get("help", "")) for f in dataclasses.fields(cls)]
+    return out
 
-        clash = [f for f in ("preset", "config", "vocab_size") if getattr(args, f) is not None]
-        if clash:
+
+def _add_train_command(sub: Any) -> None:
+    from .config import PRESETS
+    from .pretrained import GPT2_NAMES
+
+    p = sub.add_parser(
+        "train",
+        help="train a model (no flags: a char-level model on the built-in pydocs corpus)",
+        description="Train a GPT and save checkpoints in its run directory. Settings come "
+        "from the defaults, then --config FILE, then the flags; every setting of the config "
+        "file is a flag --section.field (e.g. --training.lr 3e-4), and the most used ones "
+        "also have the short forms below.",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="a run config (YAML or JSON with sections model/data/tokenizer/training, like "
+        "configs/*.yaml), or a file of bare model fields",
+    )
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its latest checkpoint, exactly where it stopped",
+    )
+    p.add_argument(
+        "--stop-at",
+        type=int,
+        metavar="STEP",
+        help="save and exit at this step (carry on later with --resume)",
+    )
+    p.add_argument("--out", type=Path, help="run directory (default: runs/<date>-<time>)")
+    short = p.add_argument_group("short forms")
+    short.add_argument(
+        "--data",
+        help="data.source: a named corpus (pydocs, the-verdict, tinyshakespeare), text "
+        "files, a directory made by scratchgpt prepare, ... (default: pydocs)",
+    )
+    short.add_argument(
+        "--tokenizer",
+        help="tokenizer.name: 'char' (built from the data), 'bpe' (trained on the data, see "
+        "--vocab-size), 'simple' (the book's word tokenizer), 'gpt2', a saved tokenizer, or a "
+        "directory with OpenAI's encoder.json + vocab.bpe (default: char, or the --init-from "
+        "model's)",
+    )
+    short.add_argument("--vocab-size", type=int, help="tokenizer.vocab_size of a bpe tokenizer")
+    short.add_argument(
+        "--init-from",
+        metavar="NAME_OR_DIR",
+        help="model.init_from: fine-tune from these weights and their tokenizer: "
+        f"{', '.join(GPT2_NAMES[:4])} (OpenAI's GPT-2), a Hugging Face or OpenAI GPT-2 "
+        "directory, or a scratchgpt checkpoint; --context-length crops it",
+    )
+    short.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        metavar="NAME",
+        help=f"model.preset: one of {', '.join(PRESETS)} (default: mini)",
+    )
+    short.add_argument("--context-length", type=int, help="model.context_length")
+    short.add_argument("--drop-rate", type=float, help="model.drop_rate")
+    short.add_argument("--attn-impl", choices=["explicit", "sdpa"], help="model.attn_impl")
+    fields = _section_fields()
+    taken = {
+        "source",
+        "name",
+        "vocab_size",
+        "context_length",
+        "drop_rate",
+        "attn_impl",
+        "preset",
+        "init_from",
+    }
+    for section in ("data", "training"):
+        for name, help_text in fields[section]:
+            if name not in taken:
+                short.add_argument(
+                    _flag(name),
+                    dest=f"{section}.{name}",
+                    metavar=name.upper(),
+                    help=f"{section}.{name}: {help_text}",
+                )
+    for section, entries in fields.items():
+        group = p.add_argument_group(f"{section} section")
+        for name, help_text in entries:
+            group.add_argument(
+                f"--{section}.{name.replace('_', '-')}",
+                dest=f"{section}.{name}",
+                metavar="VALUE",
+                nargs="?",
+                const="true",  # a bare boolean flag (--training.compile) means true
+                help=help_text,
+            )
+
+
+def _add_config_command(sub: Any) -> None:
+    c = sub.add_parser(
+        "config",
+        help="check, show or convert run configs",
+        description="Run configs are YAML files with the sections model, data, tokenizer and "
+        "training (see configs/).",
+    )
+    csub = c.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
+    show = csub.add_parser(
+        "show", help="validate a run config and print it with every field explicit"
+    )
+    show.add_argument("path", type=Path, help="a YAML or JSON run config")
+    conv = csub.add_parser(
+        "convert",
+        help="convert an older JSON config (flat, or seed 002's sections) to a YAML run config",
+    )
+    conv.add_argument("source", type=Path, help="the JSON (or YAML) config to convert")
+    conv.add_argument("target", type=Path, help="the YAML file to write")
+
+
+def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line, as {"section.field": value}."""
+    overrides = {k: v for k, v in vars(args).items() if "." in k and v is not None}
+    shortcuts = {
+        "data.source": args.data,
+        "tokenizer.name": args.tokenizer,
+        "tokenizer.vocab_size": args.vocab_size,
+        "model.preset": args.preset,
+        "model.init_from": args.init_from,
+        "model.context_length": args.context_length,
+        "model.drop_rate": args.drop_rate,
+        "model.attn_impl": args.attn_impl,
+    }
+    for key, value in shortcuts.items():
+        if value is not None:
+            overrides.setdefault(key, value)
+    return overrides
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_run_config
+    from .training import train
+
+    overrides = _train_overrides(args)
+    if args.resume is not None:
+        if args.config is not None:
+            raise ConfigError(
+                "--resume continues a run with its own config.yaml: drop --config (flags "
+                "still override single settings)"
+            )
+        result = train(resume=args.resume, overrides=overrides, stop_at=args.stop_at)
+    else:
+        init_from = overrides.get("model.init_from")
+        clash = [k for k in overrides if k in ("model.preset", "tokenizer.vocab_size")]
+        if init_from and clash:
             raise ConfigError(
                 f"--init-from fixes the model's shape and vocabulary; drop "
-                f"{', '.join(_flag(f) for f in clash)} (--context-length crops it)"
+                f"{', '.join(clash)} (--context-length crops it)"
             )
-        pretrained = load_pretrained(args.init_from, tokenizer=args.tokenizer, **overrides)
-        result = train(data=args.data, init_from=pretrained, config=config, out_dir=args.out)
-    else:
-        cfg: GPTConfig = (
-            load_model_config(args.config) if args.config else preset(args.preset or "mini")
-        )
-        cfg = GPTConfig.from_dict({**cfg.to_dict(), **overrides})
-        result = train(
-            data=args.data,
-            tokenizer=args.tokenizer or "char",
-            vocab_size=args.vocab_size,
-            model=cfg,
-            config=config,
-            out_dir=args.out,
-        )
-    first, last = result.history[0], result.history[-1]
+        run = load_run_config(args.config, overrides)
+        result = train(run, out_dir=args.out, stop_at=args.stop_at)
+    evals = result.evaluations
+    first, last = evals[0] if evals else {}, evals[-1] if evals else {}
+    how = "interrupted" if result.interrupted else "stopped early" if result.stopped_early else ""
     print(
-        f"trained {result.steps} steps: val loss {first['val_loss']:.3f} -> {last['val_loss']:.3f}"
-        f"\ncheckpoint: {result.checkpoint}\n"
-        f"generate with: scratchgpt generate --checkpoint {result.run_dir} --prompt '...'"
+        f"trained {result.steps} steps{f' ({how})' if how else ''}: val loss "
+        f"{first.get('val_loss', float('nan')):.3f} -> {last.get('val_loss', float('nan')):.3f}"
+        f"\ncheckpoint: {result.checkpoint}"
+        + (f"\nbest: {result.best_checkpoint}" if result.best_checkpoint else "")
+        + f"\ngenerate with: scratchgpt generate --checkpoint {result.run_dir} --prompt '...'"
+        + (
+            f"\nresume with: scratchgpt train --resume {result.run_dir}"
+            if result.interrupted or result.steps < result.max_steps
+            else ""
+        )
     )
+    return 130 if result.interrupted else 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from .config import convert_config, load_run_config, read_config_file
+    from .tokenizers.base import atomic_write_text
+
+    if args.config_command == "show":
+        print(load_run_config(args.path).to_yaml(), end="")
+        return 0
+    run = convert_config(read_config_file(args.source))
+    args.target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.target, run.to_yaml())
+    print(f"wrote {args.target} (check it with: scratchgpt config show {args.target})")
     return 0
 
 
@@ -668,6 +806,30 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_plot_command(sub: Any) -> None:
+    """`scratchgpt plot RUN_DIR`: a training run's loss curves by step and by tokens seen."""
+    p = sub.add_parser(
+        "plot",
+        help="plot a training run's loss curves (by step and by tokens seen) as a PNG",
+        description="Draw the train and validation loss of a run directory's metrics.jsonl "
+        "against the step and against the tokens seen (needs matplotlib: pip install "
+        "'scratchgpt[plot]').",
+    )
+    p.add_argument(
+        "run_dir", type=Path, metavar="RUN_DIR", help="a run directory holding metrics.jsonl"
+    )
+    p.add_argument(
+        "--out", type=Path, metavar="PNG", help="output PNG file (default: RUN_DIR/loss.png)"
+    )
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .viz import plot_run
+
+    print(f"wrote {plot_run(args.run_dir, out=args.out)}")
+    return 0
+
+
 def cmd_viz(args: argparse.Namespace) -> int:
     from . import viz
 
@@ -709,8 +871,110 @@ def cmd_viz(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_prepare_command(sub: Any) -> None:
+    """`scratchgpt prepare`: any data, tokenized into binary shards on every core."""
+    p = sub.add_parser(
+        "prepare",
+        help="tokenize data into binary token shards (a short story or ten billion tokens)",
+        description="Tokenize text into flat binary shards (uint16 ids when the vocabulary "
+        "fits, else uint32) plus meta.json and the tokenizer, on every core, with an "
+        "end-of-text token between documents and a validation split. Running the same command "
+        "again resumes an interrupted run.",
+    )
+    p.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="SPEC",
+        help="a named corpus (pydocs, the-verdict, tinyshakespeare), a .txt/.jsonl/.parquet "
+        "file, a directory, a glob, or hf:NAME[:CONFIG][@SPLIT] (a Hugging Face dataset; pip "
+        "install 'scratchgpt[data]'); repeat the flag for several",
+    )
+    p.add_argument(
+        "--tokenizer",
+        required=True,
+        metavar="NAME_OR_PATH",
+        help="gpt2, char or simple (built from the data), bpe (trained on the data, see "
+        "--vocab-size), a saved tokenizer, or a directory with OpenAI's encoder.json + vocab.bpe",
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="output directory for the shards"
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.01,
+        help="share of the documents kept for validation; with too few documents, the last "
+        "share of the tokens (default: 0.01)",
+    )
+    p.add_argument(
+        "--workers", type=int, help="tokenizing processes (default: one per available core)"
+    )
+    p.add_argument(
+        "--shard-tokens",
+        type=int,
+        default=100_000_000,
+        help="tokens per shard file (default: 100000000)",
+    )
+    p.add_argument(
+        "--text-field",
+        default="text",
+        help="the field holding the text in .jsonl, .parquet and hf: rows (default: text)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="where downloads are cached (default: $SCRATCHGPT_CACHE, else "
+        "$XDG_CACHE_HOME/scratchgpt, else ~/.cache/scratchgpt)",
+    )
+    p.add_argument(
+        "--vocab-size", type=int, help="vocabulary size of a --tokenizer bpe trained on the data"
+    )
+    p.add_argument(
+        "--no-streaming",
+        dest="streaming",
+        action="store_false",
+        help="download hf: datasets whole into the Hugging Face cache instead of streaming",
+    )
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    import time
+
+    from .data import load_prepared, load_text, prepare
+    from .tokenizers import get_tokenizer
+
+    text = None
+    if args.tokenizer in ("char", "simple", "bpe"):  # these learn their vocabulary from the data
+        text = load_text(args.data, text_field=args.text_field, cache_dir=args.cache_dir)
+    tokenizer = get_tokenizer(args.tokenizer, text=text, vocab_size=args.vocab_size)
+    start = time.perf_counter()
+    out = prepare(
+        args.data,
+        tokenizer=tokenizer,
+        out_dir=args.out,
+        val_fraction=args.val_fraction,
+        num_workers=args.workers,
+        shard_tokens=args.shard_tokens,
+        text_field=args.text_field,
+        cache_dir=args.cache_dir,
+        streaming=args.streaming,
+    )
+    seconds = time.perf_counter() - start
+    meta = load_prepared(out, verify=False).meta
+    tokens, docs = meta["tokens"], meta["documents"]
+    print(
+        f"prepared {out}: {tokens['train']:,} train + {tokens['val']:,} val tokens, "
+        f"{docs['train'] + docs['val']:,} documents, {len(meta['shards'])} shards of "
+        f"{meta['dtype']} ({meta['tokenizer']['type']} tokenizer, "
+        f"{meta['tokenizer']['vocab_size']:,} ids) in {seconds:.1f} s"
+    )
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
+    "config": cmd_config,
     "generate": cmd_generate,
     "info": cmd_info,
     "tokenizer": cmd_tokenizer,
@@ -719,12 +983,25 @@ COMMANDS = {
     "export": cmd_export,
     "classify": cmd_classify,
     "viz": cmd_viz,
+    "plot": cmd_plot,
+    "prepare": cmd_prepare,
 }
+
+
+def _normalise(argv: Sequence[str]) -> list[str]:
+    """``--training.max_steps`` and ``--training.max-steps`` are the same flag."""
+    out = []
+    for arg in argv:
+        if arg.startswith("--") and "." in arg.partition("=")[0]:
+            name, eq, value = arg.partition("=")
+            arg = name.replace("_", "-") + eq + value
+        out.append(arg)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_normalise(sys.argv[1:] if argv is None else argv))
     if args.version:
         from . import __version__
 

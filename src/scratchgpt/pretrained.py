@@ -47,6 +47,7 @@ from .checkpoint import (
     build_model,
     is_checkpoint,
     load_checkpoint,
+    run_checkpoints,
     write_directory,
 )
 from .config import ConfigError, GPTConfig, _nearest
@@ -211,6 +212,8 @@ def convert_to_hf(state: Mapping[str, torch.Tensor], cfg: GPTConfig) -> dict[str
         else:
             tensor = state[ours]
             used.add(ours)
+            if ours in ("tok_emb.weight", HEAD):
+                tensor = tensor[: cfg.vocab_size]  # drop vocab_multiple's padding rows
             out[hf] = tensor.t() if rule == "T" else tensor  # Linear (out, in) -> Conv1D (in, out)
     if cfg.tie_weights:
         used.add(HEAD)
@@ -302,6 +305,7 @@ EXPORTED_FIELDS: dict[str, str] = {
     "attn_impl": "how attention is computed, not what: nothing to export",
     "ln_eps": "layer_norm_epsilon",
     "pos_encoding": "wpe: a fixed sinusoidal encoding is written as its table of values",
+    "vocab_multiple": "padding rows of wte (never real tokens) are dropped",
 }
 
 
@@ -630,7 +634,9 @@ def load_pretrained(
     as from OpenAI's weights. Options as in :func:`load_gpt2`.
     """
     path = Path(name_or_path)
-    if path.is_dir() and (is_checkpoint(path) or is_checkpoint(path / "checkpoint")):
+    if path.is_dir() and (
+        is_checkpoint(path) or is_checkpoint(path / "checkpoint") or run_checkpoints(path)
+    ):
         context_length = overrides.pop("context_length", None)
         model, tok = load_checkpoint(path, device=device, dtype=dtype, **overrides)
         if context_length is not None:

@@ -1,8 +1,9 @@
 """Pictures of what a transformer does: attention maps, positional encodings, training
 curves, and how the token vectors change from layer to layer (seed 001's visualisations).
 
-Every function returns a matplotlib ``Figure`` and, given ``out=``, writes it as a PNG of
-exactly ``figsize * dpi`` pixels. Figures are drawn with the Agg renderer on a ``Figure``
+Every plotting function returns a matplotlib ``Figure`` and, given ``out=``, writes it as a
+PNG of exactly ``figsize * dpi`` pixels (``plot_run``, behind ``scratchgpt plot``, always
+writes one and returns its path). Figures are drawn with the Agg renderer on a ``Figure``
 object, never through ``pyplot``: nothing opens a window, nothing changes matplotlib's global
 backend (so a notebook's inline display keeps working), and figures are not kept alive by
 pyplot's registry. matplotlib is the optional ``plot`` extra, imported on first use.
@@ -296,8 +297,15 @@ def read_metrics(source: str | Path) -> list[dict[str, float]]:
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{file}, line {n}: not JSON ({exc})") from exc
     if not rows:
-        raise ValueError(f"{file} is empty: no evaluation was logged yet")
+        raise ValueError(f"{file} is empty: the run has not logged anything yet")
     return rows
+
+
+def _series(rows: Sequence[Mapping[str, Any]], x: str, y: str) -> tuple[list[Any], list[Any]]:
+    """The (x, y) points of the rows that have both keys: validation losses are only on the
+    evaluation rows, and the training rows between them have none."""
+    points = [(r[x], r[y]) for r in rows if r.get(x) is not None and r.get(y) is not None]
+    return [p[0] for p in points], [p[1] for p in points]
 
 
 def plot_training_curves(
@@ -311,20 +319,22 @@ def plot_training_curves(
     """Train and validation loss against the step (and accuracy, when the rows have it).
 
     ``history``: rows with ``step``, ``train_loss`` and ``val_loss`` (a ``TrainResult``'s
-    history, a classifier's), or a run directory / metrics.jsonl to read them from. Training
-    loss well below validation loss is overfitting: the model memorises its training text.
+    history, a classifier's), or a run directory / metrics.jsonl to read them from. A row may
+    lack a curve's key (the trainer logs ``val_loss`` only at evaluations): each curve is
+    drawn through the rows that have it. Training loss well below validation loss is
+    overfitting: the model memorises its training text.
     """
     rows = read_metrics(history) if isinstance(history, (str, Path)) else list(history)
-    if not rows or "step" not in rows[0]:
+    if not rows or any("step" not in r for r in rows):
         raise ValueError("training curves need rows with a 'step' key and losses")
-    accuracy_keys = [k for k in ("train_acc", "val_acc") if k in rows[0]]
+    accuracy_keys = [k for k in ("train_acc", "val_acc") if any(k in r for r in rows)]
     panels = 2 if accuracy_keys else 1
     fig = new_figure(figsize or (5.5 * panels, 4.0), dpi=dpi)
     axes = fig.subplots(1, panels, squeeze=False)[0]
-    steps = [r["step"] for r in rows]
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
-        if key in rows[0]:
-            axes[0].plot(steps, [r[key] for r in rows], marker="o", markersize=3, label=label)
+        steps, values = _series(rows, "step", key)
+        if steps:
+            axes[0].plot(steps, values, marker="o", markersize=3, label=label)
     axes[0].set_title(f"{title}: loss", fontsize=10)
     axes[0].set_xlabel("step")
     axes[0].set_ylabel("cross-entropy")
@@ -332,11 +342,73 @@ def plot_training_curves(
     if accuracy_keys:
         for key in accuracy_keys:
             label = "train" if key == "train_acc" else "validation"
-            axes[1].plot(steps, [r[key] for r in rows], marker="o", markersize=3, label=label)
+            axes[1].plot(*_series(rows, "step", key), marker="o", markersize=3, label=label)
         axes[1].set_title(f"{title}: accuracy", fontsize=10)
         axes[1].set_xlabel("step")
         axes[1].legend(fontsize=8)
     return _finish(fig, out)
+
+
+def _tokens_per_step(run_dir: Path) -> int | None:
+    """Tokens per optimiser step from the run's train_config.json (batch x context), for
+    runs whose rows predate the ``tokens`` field; None where the file does not say."""
+    try:
+        settings = json.loads((run_dir / "train_config.json").read_text(encoding="utf-8"))
+        return int(settings["training"]["batch_size"]) * int(settings["model"]["context_length"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def plot_run(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
+    """A training run's loss curves as a PNG (default ``run_dir/loss.png``); returns its path.
+
+    Two panels: loss against the optimiser step, and against the tokens seen (what compute
+    buys: runs with different batch sizes line up on this axis). Each has the training loss
+    and, at the evaluation rows, the validation loss. Reads ``run_dir/metrics.jsonl`` as the
+    trainer writes it now (``tokens`` in every row) and as older runs wrote it (no
+    ``tokens``: taken as step x batch_size x context_length from ``train_config.json``).
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ValueError(f"{str(run_dir)!r} is not a run directory")
+    rows = read_metrics(run_dir)
+    if any("step" not in r for r in rows):
+        raise ValueError(f"{run_dir / 'metrics.jsonl'}: every row needs a 'step'")
+    xlabel = "tokens seen"
+    if not all("tokens" in r for r in rows):
+        per_step = _tokens_per_step(run_dir)
+        rows = [
+            {**r, "tokens": r.get("tokens", None if per_step is None else r["step"] * per_step)}
+            for r in rows
+        ]
+        xlabel = "tokens seen (step × batch × context)"
+    fig = new_figure((11.0, 4.0))
+    ax_step, ax_tokens = fig.subplots(1, 2)
+    for ax, x in ((ax_step, "step"), (ax_tokens, "tokens")):
+        for key, label, style in (
+            ("train_loss", "train", {"linewidth": 1.0}),
+            ("val_loss", "validation", {"marker": "o", "markersize": 3}),
+        ):
+            xs, ys = _series(rows, x, key)
+            if xs:
+                ax.plot(xs, ys, label=label, **style)
+        ax.set_ylabel("cross-entropy")
+        if ax.lines:
+            ax.legend(fontsize=8)
+    ax_step.set_title(f"{run_dir.name}: loss by step", fontsize=10)
+    ax_step.set_xlabel("step")
+    ax_tokens.set_title(f"{run_dir.name}: loss by tokens seen", fontsize=10)
+    ax_tokens.set_xlabel(xlabel)
+    if not ax_tokens.lines:
+        ax_tokens.text(
+            0.5,
+            0.5,
+            "no token counts in this run",
+            ha="center",
+            va="center",
+            transform=ax_tokens.transAxes,
+        )
+    return save_figure(fig, run_dir / "loss.png" if out is None else out)
 
 
 # --- layer analysis -----------------------------------------------------------------------------

@@ -62,7 +62,7 @@ class GPTModel(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
+        self.tok_emb = nn.Embedding(cfg.padded_vocab_size, cfg.emb_dim)
         # Absolute positions, added to the tokens: attention itself is blind to order. Learned
         # (GPT-2) by default; cfg.pos_encoding="sinusoidal" gives the original Transformer's
         # fixed waves, which have no parameters (see positional.py).
@@ -70,7 +70,7 @@ class GPTModel(nn.Module):
         self.drop_emb = nn.Dropout(cfg.drop_rate)
         self.trf_blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers))
         self.final_norm = LayerNorm(cfg.emb_dim, cfg.ln_eps)
-        self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
+        self.out_head = nn.Linear(cfg.emb_dim, cfg.padded_vocab_size, bias=False)
         if cfg.tie_weights:
             # Weight tying (Press & Wolf 2017): reading a token in and writing it out use the
             # same vectors; GPT-2 does this and it saves V * C parameters (38.6M for GPT-2).
@@ -172,7 +172,11 @@ class GPTModel(nn.Module):
         for block in self.trf_blocks:
             x = block(x, mask=mask, input_pos=input_pos)
         x = self.final_norm(x)
-        return self.out_head(x)  # (B, T, C) -> (B, T, V)
+        logits = self.out_head(x)  # (B, T, C) -> (B, T, padded V)
+        if self.cfg.padded_vocab_size != self.cfg.vocab_size:
+            # The padding rows are not tokens: drop their logits so nothing can pick them.
+            logits = logits[..., : self.cfg.vocab_size]  # (B, T, padded V) -> (B, T, V)
+        return logits
 
 
 def attention_mask(

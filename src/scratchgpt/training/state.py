@@ -1,0 +1,86 @@
+"""The resumable part of a checkpoint: optimiser, loss scaler, random generators, position.
+
+A checkpoint the trainer writes is an ordinary scratchgpt checkpoint (config.json, tokenizer,
+model.safetensors: what ``generate`` needs) plus two files that let training continue exactly
+where it stopped::
+
+    training_state.safetensors   every tensor: AdamW's moments, RNG states
+    training_state.json          everything else: step, tokens seen, data position, the
+                                 optimiser's hyperparameters, best validation loss, ...
+
+Nested state (an optimiser's ``state_dict()``) is split in two by :func:`flatten`: tensors go
+to safetensors under a path-like key, and the JSON keeps the structure with a reference where
+each tensor was. Nothing is pickled, so resuming from a stranger's run cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..checkpoint import CheckpointError
+
+STATE_TENSORS = "training_state.safetensors"
+STATE_JSON = "training_state.json"
+_REF = "__tensor__"
+
+
+def flatten(obj: Any, tensors: dict[str, torch.Tensor], prefix: str = "") -> Any:
+    """``obj`` with each tensor moved into ``tensors`` and replaced by ``{"__tensor__": key}``."""
+    if isinstance(obj, torch.Tensor):
+        key = prefix or "_"
+        tensors[key] = obj.detach().cpu().contiguous()
+        return {_REF: key}
+    if isinstance(obj, dict):
+        # JSON keys are strings: remember int keys (an optimiser's parameter ids) as such.
+        return {
+            "__dict__": [
+                [k, flatten(v, tensors, f"{prefix}.{k}" if prefix else str(k))]
+                for k, v in obj.items()
+            ]
+        }
+    if isinstance(obj, (list, tuple)):
+        return [flatten(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot store a {type(obj).__name__} in a training checkpoint")
+
+
+def unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """The inverse of :func:`flatten`."""
+    if isinstance(obj, dict):
+        if _REF in obj:
+            return tensors[obj[_REF]]
+        return {k: unflatten(v, tensors) for k, v in obj["__dict__"]}
+    if isinstance(obj, list):
+        return [unflatten(v, tensors) for v in obj]
+    return obj
+
+
+def write_state(directory: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` (nested dicts of tensors and plain values) into ``directory``."""
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = flatten(state, tensors)
+    save_file(tensors, str(directory / STATE_TENSORS))
+    (directory / STATE_JSON).write_text(json.dumps(skeleton) + "\n", encoding="utf-8")
+
+
+def read_state(directory: str | Path) -> dict[str, Any]:
+    """The state :func:`write_state` wrote; a clear error if the checkpoint has none."""
+    directory = Path(directory)
+    files = (directory / STATE_JSON, directory / STATE_TENSORS)
+    if not all(f.is_file() for f in files):
+        raise CheckpointError(
+            f"{directory} holds model weights but no training state ({STATE_JSON}): it cannot "
+            "be resumed; start a new run from it with --init-from instead"
+        )
+    try:
+        skeleton = json.loads(files[0].read_text(encoding="utf-8"))
+        tensors = load_file(str(files[1]))
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{directory}: unreadable training state: {exc}") from exc
+    return unflatten(skeleton, tensors)

@@ -1,0 +1,73 @@
+"""Killing training with SIGKILL at random moments never leaves the latest checkpoint unreadable.
+
+The run saves a checkpoint every step with a model big enough that most of the wall time is
+spent writing checkpoints, so the kills land in the middle of writes; after each kill the run
+is resumed (which also cleans up the temporary directory the kill left behind).
+"""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from scratchgpt.checkpoint import load_checkpoint, run_checkpoints
+from scratchgpt.training.state import read_state
+
+pytestmark = pytest.mark.slow
+
+KILLS = 20
+
+
+def test_sigkill_during_checkpoint_writes_never_corrupts(tmp_path, shared_data):
+    run_dir = tmp_path / "run"
+    first = [
+        "--data", str(shared_data("the-verdict.txt")),
+        "--preset", "mini",
+        "--out", str(run_dir),
+        "--training.max-steps", "100000",
+        "--training.batch-size", "2",
+        "--training.checkpoint-interval", "1",
+        "--training.keep-last", "2",
+        "--training.eval-interval", "100000",
+        "--training.sample-interval", "0",
+        "--training.device", "cpu",
+    ]  # fmt: skip
+    rng = random.Random(0)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    last_step, mid_write = 0, 0
+    for attempt in range(KILLS):
+        args = first if attempt == 0 else ["--resume", str(run_dir)]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "scratchgpt", "-q", "train", *args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            # Wait for this attempt's first new checkpoint, then kill at a random instant.
+            deadline = time.monotonic() + 120
+            while not any(s > last_step for s, _ in run_checkpoints(run_dir)):
+                assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+                assert time.monotonic() < deadline, "no checkpoint written in 120 s"
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.4))
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            proc.stderr.close()
+        # a hidden temporary directory left behind: this kill landed in the middle of a save
+        mid_write += any((run_dir / "checkpoints").glob(".step-*"))
+        found = run_checkpoints(run_dir)
+        assert found, f"kill {attempt}: no readable checkpoint left"
+        step, latest = found[-1]
+        model, tok = load_checkpoint(latest)
+        state = read_state(latest)
+        assert state["step"] == step and model.cfg.vocab_size == tok.vocab_size
+        assert step > last_step  # each attempt made progress and kept it
+        last_step = step
+    # The test means something only if kills did land inside writes.
+    assert mid_write >= KILLS // 4, f"only {mid_write} of {KILLS} kills hit a checkpoint write"
