@@ -10,7 +10,8 @@ the timed steps: one ``torch.cuda.synchronize`` after each window of ``--steps``
 best of ``--repeats`` windows counts (the median is given too): on a shared machine the
 slower windows measure the neighbours.
 
-- ``ours``: scratchgpt's GPTModel, lm_loss and make_optimizer (see :func:`ours_step`);
+- ``ours``: scratchgpt's GPTModel, the trainer's forward_loss and make_optimizer (see
+  :func:`ours_step`);
 - ``nanogpt``: nanoGPT's GPT (bias=True, tied head: the gpt2-124M preset's layout) and its
   own ``configure_optimizers``, run from a checkout in ``--peer-dir`` (git-ignored, never
   copied here); its rows are skipped, with a note saying how to get it, when it is missing.
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import importlib.util
 import json
 import os
@@ -45,9 +47,10 @@ from typing import Any
 import torch
 
 from scratchgpt.config import PRESETS, GPTConfig, preset
-from scratchgpt.model import GPTModel, lm_loss, num_parameters
+from scratchgpt.model import GPTModel, num_parameters
 from scratchgpt.training import make_optimizer
 from scratchgpt.training.metrics import flops_per_token, mfu
+from scratchgpt.training.trainer import forward_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER_DIR = ROOT / ".peers" / "nanoGPT"
@@ -66,9 +69,9 @@ SHAPES: dict[str, dict[str, Any]] = {
         "tie_weights": True,
     },
 }
-DEFAULTS = {  # per device type: shape, batch, timed steps, warmup steps
-    "cuda": {"shape": "gpt2-124M", "batch_size": 16, "steps": 50, "warmup": 10},
-    "cpu": {"shape": "cpu-small", "batch_size": 8, "steps": 5, "warmup": 2},
+DEFAULTS = {  # per device type: shape, batch, timed steps, warmup steps, timed windows
+    "cuda": {"shape": "gpt2-124M", "batch_size": 16, "steps": 50, "warmup": 10, "repeats": 3},
+    "cpu": {"shape": "cpu-small", "batch_size": 8, "steps": 5, "warmup": 2, "repeats": 5},
 }
 LR, WEIGHT_DECAY, BETAS, GRAD_CLIP = 6e-4, 0.1, (0.9, 0.95), 1.0  # nanoGPT's train.py values
 
@@ -87,7 +90,7 @@ def sync(device: torch.device) -> None:
 def model_config(args: argparse.Namespace) -> GPTConfig:
     """The benchmarked shape: a bench shape or a scratchgpt preset, dropout off (nanoGPT's
     pretraining default), with --context applied."""
-    overrides: dict[str, Any] = {"drop_rate": 0.0}
+    overrides: dict[str, Any] = {"drop_rate": 0.0, "vocab_multiple": args.vocab_multiple}
     if args.context is not None:
         overrides["context_length"] = args.context
     if args.shape in SHAPES:
@@ -124,24 +127,33 @@ def make_batches(
 
 
 def ours_step(
-    model: Callable[[torch.Tensor], torch.Tensor],
+    model: Callable[..., torch.Tensor],
     params: Sequence[torch.nn.Parameter],
     optimizer: torch.optim.Optimizer,
     micro_batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
     device: torch.device,
-) -> torch.Tensor:
-    """One optimiser step as scratchgpt's trainer takes it (mirrors the inner step of
-    src/scratchgpt/training/trainer.py: autocast forward, lm_loss scaled by the number of
-    micro-batches, backward, clip, AdamW step, zero_grad(set_to_none=True)). Returns the
-    last micro-batch's loss as a tensor: reading it would sync with the host."""
+    *,
+    raw: torch.nn.Module,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step as scratchgpt's trainer takes it. Mirrors ``_step`` in
+    src/scratchgpt/training/trainer.py (single process, bf16 or fp32, so its GradScaler is
+    disabled and its no_sync a no-op): ``model`` is the trainer's loss function
+    (``forward_loss``, compiled or not) applied to the raw model; the loss over the
+    micro-batches, backward, the loss summed on the device for logging, clip (the norm kept
+    for logging), AdamW step, zero_grad(set_to_none=True). The trainer's batch copy to the
+    device is left out here, as nanoGPT's is: both read batches already on the device.
+    Returns the step's mean loss and the gradient norm as device tensors (reading them
+    would sync the host)."""
+    total = torch.zeros((), device=device)
     for x, y in micro_batches:
         with autocast(device):
-            loss = lm_loss(model(x), y) / len(micro_batches)
+            loss = model(raw, x, y) / len(micro_batches)
         loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
+        total += loss.detach()
+    norm = torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return loss
+    return total, norm.detach().float()
 
 
 def nanogpt_step(
@@ -150,18 +162,19 @@ def nanogpt_step(
     optimizer: torch.optim.Optimizer,
     micro_batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
     device: torch.device,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """nanoGPT's train.py step: its model computes the loss, the same scaling, clip and step
-    (its GradScaler is a no-op in bf16 and fp32, so it is left out)."""
+    (its GradScaler is a no-op in bf16 and fp32, so it is left out). Returns the last
+    micro-batch's scaled loss and the gradient norm."""
     for x, y in micro_batches:
         with autocast(device):
             _, loss = model(x, y)
             loss = loss / len(micro_batches)
         loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
+    norm = torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return loss
+    return loss, norm
 
 
 def load_nanogpt(peer_dir: Path) -> Any:
@@ -195,13 +208,15 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     if args.worker == "ours":
         raw: torch.nn.Module = GPTModel(cfg).to(device)
         optimizer = make_optimizer(raw, lr=LR, betas=BETAS, **opt_args)
-        step_fn: Callable[..., torch.Tensor] = ours_step
+        step_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]] = functools.partial(
+            ours_step, raw=raw
+        )
         n_params = num_parameters(raw)
     else:
         nano = load_nanogpt(Path(args.peer_dir))
         nano_cfg = nano.GPTConfig(
             block_size=cfg.context_length,
-            vocab_size=cfg.vocab_size,
+            vocab_size=cfg.padded_vocab_size,  # nanoGPT pads by asking for more rows
             n_layer=cfg.n_layers,
             n_head=cfg.n_heads,
             n_embd=cfg.emb_dim,
@@ -214,7 +229,10 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
         step_fn = nanogpt_step
         n_params = sum(p.numel() for p in raw.parameters())
     raw.train()
-    model = torch.compile(raw) if args.compile == "on" else raw
+    if args.worker == "ours":  # the trainer compiles its loss function: forward + loss
+        model: Any = torch.compile(forward_loss) if args.compile == "on" else forward_loss
+    else:  # nanoGPT's train.py compiles the model, whose forward computes the loss
+        model = torch.compile(raw) if args.compile == "on" else raw
     params = [p for p in raw.parameters() if p.requires_grad]
     batches = make_batches(cfg, args, device)
 
@@ -227,7 +245,7 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     for _ in range(args.repeats):
         start = time.perf_counter()
         for i in range(args.steps):
-            loss = step_fn(model, params, optimizer, batches[i % 2], device)
+            loss, _ = step_fn(model, params, optimizer, batches[i % 2], device)
         sync(device)
         windows.append(time.perf_counter() - start)
     seconds = min(windows)
@@ -250,13 +268,15 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
         "tokens_per_sec_median": tokens / sorted(windows)[len(windows) // 2],
         "warmup_s": warmup_s,
         "params": n_params,
-        "last_loss": (loss * args.grad_accum).item(),  # after the clock: ~ln(vocab) here
+        # After the clock. Ours returns the step's mean, nanoGPT the last micro-batch's share.
+        "last_loss": (loss if args.worker == "ours" else loss * args.grad_accum).item(),
     }
 
 
 def worker_command(args: argparse.Namespace, impl: str, compile_mode: str) -> list[str]:
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", impl]
-    flags = ("device", "shape", "batch_size", "grad_accum", "steps", "warmup", "repeats")
+    flags = ("device", "shape", "vocab_multiple", "batch_size", "grad_accum", "steps")
+    flags += ("warmup", "repeats")
     for flag in (*flags, "peer_dir"):
         command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     if args.context is not None:
@@ -285,12 +305,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "cpu-small on the CPU)",
     )
     parser.add_argument("--context", type=int, help="context length (default: the shape's)")
+    parser.add_argument(
+        "--vocab-multiple",
+        type=int,
+        default=64,
+        help="pad the embedding and head rows to a multiple of this (default: 64, as "
+        "configs/gpt2-124M.yaml and nanoGPT's 50,304; 1: none)",
+    )
     parser.add_argument("--batch-size", type=int, help="sequences per micro-batch")
     parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
     parser.add_argument("--steps", type=int, help="timed optimiser steps")
     parser.add_argument("--warmup", type=int, help="untimed steps first (compilation)")
     parser.add_argument(
-        "--repeats", type=int, default=3, help="timed windows of --steps steps; the best counts"
+        "--repeats", type=int, help="timed windows of --steps steps; the best counts"
     )
     parser.add_argument("--compile", choices=["off", "on", "both"], default="both")
     parser.add_argument(

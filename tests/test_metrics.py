@@ -95,11 +95,20 @@ def test_flops_per_token_by_hand(tied):
     assert num_parameters(model) - lookups == n
 
 
+def test_flops_per_token_counts_the_padded_head():
+    # vocab_multiple=16 pads V=10 to 16 head rows: the head's matmul is 16 x C wide.
+    cfg = GPTConfig(**{**TINY.to_dict(), "vocab_multiple": 16})
+    assert flops_per_token(cfg) == 6 * (944 + 6 * 8) + 384
+
+
 def test_flops_per_token_of_gpt2_matches_nanogpt_count():
     # nanoGPT's N for GPT-2 small: all parameters but the position table (tied head).
     cfg = preset("gpt2-124M")
     n = 124_439_808 - 1024 * 768
     assert flops_per_token(cfg) == 6 * n + 12 * 12 * 1024 * 768
+    # nanoGPT's own config pads the vocabulary to 50,304 rows: so does vocab_multiple=64.
+    padded = preset("gpt2-124M", vocab_multiple=64)
+    assert flops_per_token(padded) == 6 * (n + 47 * 768) + 12 * 12 * 1024 * 768
 
 
 def test_mfu_arithmetic(monkeypatch):

@@ -149,14 +149,15 @@ def flops_per_token(cfg: GPTConfig) -> float:
     those parameters only: the embedding tables are lookups, not matrix products, so the
     position table is left out, and so is the token table, except that the output head's
     V x C matrix is always in (it is the token table when the weights are tied, a separate
-    one otherwise: the same FLOPs either way). 12 L T C: attention's QK^T and AV products,
-    2 x 2 T C forward per layer and token, x 3 with the backward, over the full T (the causal
-    mask's skipped half is not subtracted, as PaLM and nanoGPT count it).
+    one otherwise: the same FLOPs either way), with the ``vocab_multiple`` padding rows the
+    head really computes (nanoGPT's 50,304 counts them too). 12 L T C: attention's QK^T and
+    AV products, 2 x 2 T C forward per layer and token, x 3 with the backward, over the full
+    T (the causal mask's skipped half is not subtracted, as PaLM and nanoGPT count it).
     """
     breakdown = parameter_breakdown(cfg)
     embeddings = breakdown.find("embeddings").count
     head_listed = breakdown.find("output head").count  # 0 when tied (counted as the embedding)
-    n = breakdown.count - embeddings - head_listed + cfg.vocab_size * cfg.emb_dim
+    n = breakdown.count - embeddings - head_listed + cfg.padded_vocab_size * cfg.emb_dim
     return 6.0 * n + 12.0 * cfg.n_layers * cfg.context_length * cfg.emb_dim
 
 

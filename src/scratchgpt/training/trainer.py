@@ -543,8 +543,9 @@ def _train(
         betas=(t.beta1, t.beta2),
         device_type=device.type,
     )
-    if t.compile:
-        train_model = torch.compile(train_model)
+    # Compile the forward *and* the loss as one graph: the fp32 upcast of the (B, T, V)
+    # logits then fuses into the cross-entropy kernel instead of being written to memory.
+    loss_fn = torch.compile(forward_loss) if t.compile else forward_loss
     if world.distributed and not t.fsdp:
         train_model = distributed.wrap(train_model, world, fsdp=False, device=device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
@@ -754,6 +755,7 @@ def _train(
                         optimizer,
                         scaler,
                         train_loader,
+                        loss_fn=loss_fn,
                         step=step,
                         world=world,
                         local_accum=local_accum,
@@ -858,6 +860,12 @@ def _train(
     )
 
 
+def forward_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The training objective: next-token cross-entropy of ``model`` on inputs ``x`` and
+    targets ``y`` (both (B, T)). The unit that ``training.compile`` compiles."""
+    return lm_loss(model(x), y)
+
+
 def _step(
     train_model: torch.nn.Module,
     raw_model: GPTModel,
@@ -865,6 +873,7 @@ def _step(
     scaler: torch.amp.GradScaler,
     loader: WindowLoader,
     *,
+    loss_fn: Any,
     step: int,
     world: distributed.World,
     local_accum: int,
@@ -888,7 +897,7 @@ def _step(
         # Gradients are averaged across processes only on the last micro-step: syncing on
         # every one would cost grad_accum all-reduces for the same result.
         with _no_sync(train_model, t, sync=last), _autocast(device, dtype):
-            loss = lm_loss(train_model(x), y) / local_accum
+            loss = loss_fn(train_model, x, y) / local_accum
         scaler.scale(loss).backward()
         total += loss.detach()
     scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
