@@ -291,3 +291,17 @@ def test_tensorboard_events_are_written(tmp_path, shared_data):
     run = tiny_run(shared_data("the-verdict.txt"), max_steps=2, tensorboard=True)
     result = train(run, out_dir=tmp_path / "r")
     assert list((result.run_dir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_out_of_memory_says_what_to_lower(tmp_path, shared_data, monkeypatch):
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(trainer_mod, "_step", oom)
+    run = tiny_run(shared_data("the-verdict.txt"), max_steps=2)
+    with pytest.raises(
+        TrainingError,
+        match=r"ran out of memory at step 0 \(batch_size=4.*"
+        r"lower training\.batch_size.*grad_accum.*activation_checkpointing",
+    ):
+        train(run, out_dir=tmp_path / "r")
