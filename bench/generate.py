@@ -20,34 +20,18 @@ perplexity on the-verdict against fp32.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import math
-import platform
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from common import ROOT, header, sync, write_results  # bench/common.py
 
 from scratchgpt.config import preset
 from scratchgpt.generation import generate
 from scratchgpt.model import GPTModel, lm_loss
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu: {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def timed(fn, device: torch.device, repeats: int) -> tuple[float, object]:
@@ -203,17 +187,9 @@ def main() -> None:
         }
         quality["ppl_bf16_rel_change"] = quality["ppl_bf16"] / quality["ppl_fp32"] - 1
 
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
     result = {
-        "name": "generate",
-        "date": dt.date.today().isoformat(),
-        "device": device_name(device),
-        "torch": torch.__version__,
+        **header("generate", device),
         "transformers": __import__("transformers").__version__,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "git_commit": commit,
         "shape": "gpt2-124M, random weights",
         "prompt_len": args.prompt_len,
         "new_tokens": args.new_tokens,
@@ -222,12 +198,7 @@ def main() -> None:
         "rows": rows,
         "bf16_quality": quality,
     }
-    out_dir = ROOT / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    kind = "cuda" if device.type == "cuda" else "cpu"
-    path = out_dir / f"generate-{kind}-{result['date']}.json"
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps({"bench": "generate", "written": str(path.relative_to(ROOT))}))
+    write_results(result, device)
 
 
 if __name__ == "__main__":

@@ -20,12 +20,10 @@ MB/s counts the UTF-8 bytes of text per second of wall time, reading and writing
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -47,21 +45,10 @@ def peer_tiktoken(encoding: Any, files: list[Path], out: Path, eot: int) -> int:
     return count
 
 
-def timed(fn: Any, repeats: int) -> tuple[float, Any]:
-    """Fastest of ``repeats`` calls, and the last result."""
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
 def main() -> None:
     # Imported here, not at the top: spawned workers re-import this file as their main module.
     import tiktoken
-    import torch
-    from tokenizer import device_name, git_commit  # bench/tokenizer.py's helpers
+    from common import best_time, header, write_results  # bench/common.py
 
     from scratchgpt.data import load_prepared, prepare
     from scratchgpt.data.shards import _cpu_count
@@ -115,7 +102,9 @@ def main() -> None:
         peer_out = Path(tmp) / "peer.bin"
         encoding = tokenizer.encoding
         eot = tokenizer.eot_id
-        seconds, tokens = timed(lambda: peer_tiktoken(encoding, files, peer_out, eot), args.repeats)
+        seconds, tokens = best_time(
+            lambda: peer_tiktoken(encoding, files, peer_out, eot), args.repeats
+        )
         row("tiktoken_loop", 1, seconds, tokens)
         peer_ids = np.fromfile(peer_out, dtype=np.uint16)
 
@@ -127,7 +116,7 @@ def main() -> None:
                 out = Path(tmp) / f"out-{next(runs)}"
                 return prepare(corpus, tokenizer=tokenizer, out_dir=out, num_workers=workers)
 
-            seconds, out = timed(run, args.repeats)
+            seconds, out = best_time(run, args.repeats)
             data = load_prepared(out)
             ids = np.concatenate(data.shards("train") + data.shards("val"))
             if not np.array_equal(ids, peer_ids):
@@ -136,15 +125,10 @@ def main() -> None:
 
     peer_s = rows[0]["seconds"]
     result: dict[str, Any] = {
-        "name": "prepare",
-        "date": datetime.date.today().isoformat(),
-        "device": device_name(),
+        **header("prepare"),
         "cores": _cpu_count(),
-        "torch": torch.__version__,
         "python": platform.python_version(),
         "peers": {"tiktoken": tiktoken.__version__},
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "git_commit": git_commit(),
         "data": f"{args.data} x {copies} files",
         "data_mb": round(mb, 1),
         "repeats": args.repeats,
@@ -155,9 +139,7 @@ def main() -> None:
             f"scratchgpt_{r['workers']}_workers": round(peer_s / r["seconds"], 2) for r in rows[1:]
         },
     }
-    out = ROOT / "bench" / "results" / f"prepare-cpu-{result['date']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    write_results(result)
 
 
 if __name__ == "__main__":

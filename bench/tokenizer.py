@@ -17,36 +17,21 @@ Hugging Face's trainer uses every core (Rayon); ours and both encoders run on on
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import platform
-import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import tiktoken
 import tokenizers
-import torch
+from common import ROOT, best_time, header, write_results  # bench/common.py
 from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
 
 from scratchgpt.tokenizers import BPETokenizer, TiktokenTokenizer
 from scratchgpt.tokenizers.gpt2_files import ENDOFTEXT
 from scratchgpt.tokenizers.tiktoken_bpe import GPT2_PATTERN
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def best_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    """Fastest of ``repeats`` calls (the least disturbed by the machine), and the last result."""
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def cold_encode_time(tok: BPETokenizer, text: str, repeats: int) -> tuple[float, list[int]]:
@@ -84,28 +69,6 @@ def hf_train(text: str, vocab_size: int) -> tokenizers.Tokenizer:
     )
     tok.train_from_iterator([text], trainer=trainer)
     return tok
-
-
-def device_name() -> str:
-    """ "cpu: <model name>" (platform.processor() is empty on many Linux builds)."""
-    name = platform.processor()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    return f"cpu: {name or platform.machine()}"
-
-
-def git_commit() -> str | None:
-    try:
-        run = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return run.stdout.strip()
 
 
 def main() -> None:
@@ -149,14 +112,9 @@ def main() -> None:
 
     mb = len(text.encode("utf-8")) / 1e6
     result: dict[str, Any] = {
-        "name": "tokenizer",
-        "date": datetime.date.today().isoformat(),
-        "device": device_name(),
-        "torch": torch.__version__,
+        **header("tokenizer"),
         "python": platform.python_version(),
         "peers": {"tokenizers": tokenizers.__version__, "tiktoken": tiktoken.__version__},
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "git_commit": git_commit(),
         "data": str(args.data),
         "data_mb": round(mb, 3),
         "vocab_size": args.vocab_size,
@@ -191,9 +149,7 @@ def main() -> None:
     }
     line = json.dumps(result)
     print(line)
-    out = ROOT / "bench" / "results" / f"tokenizer-cpu-{result['date']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    write_results(result)
 
 
 if __name__ == "__main__":

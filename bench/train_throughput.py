@@ -30,12 +30,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import functools
 import importlib.util
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -45,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from common import ROOT, header, sync, write_results  # bench/common.py
 
 from scratchgpt.config import PRESETS, GPTConfig, preset
 from scratchgpt.model import GPTModel, num_parameters
@@ -52,7 +51,6 @@ from scratchgpt.training import make_optimizer
 from scratchgpt.training.metrics import flops_per_token, mfu
 from scratchgpt.training.trainer import forward_loss
 
-ROOT = Path(__file__).resolve().parents[1]
 PEER_DIR = ROOT / ".peers" / "nanoGPT"
 
 # A shape that trains a step in under a second on two CPU cores: GPT-2's layout (QKV bias,
@@ -74,17 +72,6 @@ DEFAULTS = {  # per device type: shape, batch, timed steps, warmup steps, timed 
     "cpu": {"shape": "cpu-small", "batch_size": 8, "steps": 5, "warmup": 2, "repeats": 5},
 }
 LR, WEIGHT_DECAY, BETAS, GRAD_CLIP = 6e-4, 0.1, (0.9, 0.95), 1.0  # nanoGPT's train.py values
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu: {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def model_config(args: argparse.Namespace) -> GPTConfig:
@@ -374,16 +361,8 @@ def main() -> None:
             rows.append(ratio)
             print(json.dumps({"bench": "train_throughput", **ratio}), flush=True)
 
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
     result = {
-        "name": "train_throughput",
-        "date": dt.date.today().isoformat(),
-        "device": device_name(device),
-        "torch": torch.__version__,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "git_commit": commit,
+        **header("train_throughput", device),
         "peer": {"nanoGPT": peer_commit(args.peer_dir)} if have_peer else None,
         "model": cfg.to_dict(),
         "flops_per_token": flops_per_token(cfg),
@@ -402,12 +381,7 @@ def main() -> None:
         "loadavg_1_5_15_min": {"before": load_before, "after": os.getloadavg()},
         "rows": rows,
     }
-    out_dir = ROOT / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    kind = "cuda" if device.type == "cuda" else "cpu"
-    path = out_dir / f"train_throughput-{kind}-{result['date']}.json"
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps({"bench": "train_throughput", "written": str(path.relative_to(ROOT))}))
+    write_results(result, device)
 
 
 if __name__ == "__main__":

@@ -231,20 +231,7 @@ def load_model_config(path: str | Path) -> GPTConfig:
     a ``model:`` section; a ``preset:`` key inside it starts from that preset.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except (json.JSONDecodeError, ValueError) as exc:  # yaml.YAMLError subclasses Exception
-        raise ConfigError(f"{path}: not valid JSON/YAML: {exc}") from exc
-    except Exception as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    data = read_config_file(path)
     if isinstance(data, dict) and isinstance(data.get("model"), dict):
         data = data["model"]
     if not isinstance(data, dict):
