@@ -17,6 +17,7 @@ from scratchgpt.checkpoint import load_checkpoint, run_checkpoints
 from scratchgpt.config import ConfigError, RunConfig, TrainConfig, load_run_config, preset
 from scratchgpt.training import TrainingError, train
 from scratchgpt.training import trainer as trainer_mod
+from scratchgpt.training.state import read_state
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny-20-steps.json"
 
@@ -190,10 +191,17 @@ def test_epochs_set_the_number_of_steps(tmp_path, shared_data):
     assert train(run, out_dir=tmp_path / "r2").steps == 3
 
 
-def test_bf16_autocast_on_cpu_trains(tmp_path, shared_data):
-    run = tiny_run(shared_data("the-verdict.txt"), max_steps=6, precision="bf16", eval_interval=6)
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_on_cpu_trains_and_resumes(tmp_path, shared_data, precision):
+    run = tiny_run(
+        shared_data("the-verdict.txt"), max_steps=6, precision=precision, eval_interval=6
+    )
     result = train(run, out_dir=tmp_path / "r")
     assert result.evaluations[-1]["val_loss"] < result.evaluations[0]["val_loss"]
+    state = read_state(result.checkpoint)
+    assert (state["scaler"] is not None) == (precision == "fp16")  # fp16: loss scaling kept
+    train(run, out_dir=tmp_path / "h", stop_at=3)
+    assert step_losses(train(resume=tmp_path / "h").run_dir) == step_losses(result.run_dir)
 
 
 def test_activation_checkpointing_gives_the_same_step(tmp_path, shared_data):
@@ -305,3 +313,15 @@ def test_out_of_memory_says_what_to_lower(tmp_path, shared_data, monkeypatch):
         r"lower training\.batch_size.*grad_accum.*activation_checkpointing",
     ):
         train(run, out_dir=tmp_path / "r")
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager(tmp_path, shared_data):
+    verdict = shared_data("the-verdict.txt")
+    common = {"max_steps": 3, "eval_interval": 3, "drop_rate": 0.0}
+    eager = train(tiny_run(verdict, **common), out_dir=tmp_path / "eager")
+    compiled = train(tiny_run(verdict, compile=True, **common), out_dir=tmp_path / "compiled")
+    a, b = step_losses(eager.run_dir), step_losses(compiled.run_dir)
+    assert [a[s] for s in a] == pytest.approx([b[s] for s in a], abs=1e-4)
+    model, _ = load_checkpoint(compiled.run_dir)
+    assert not any(k.startswith("_orig_mod.") for k in model.state_dict())
