@@ -30,7 +30,6 @@ import io
 import json
 import logging
 import math
-import os
 import random
 import time
 import urllib.error
@@ -50,7 +49,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from .checkpoint import CheckpointError
 from .config import ConfigError
-from .data import DataError
+from .data import DataError, cache_directory
 from .model.encoder import EncoderConfig, TransformerClassifier
 from .model.gpt import eval_mode
 from .tokenizers import SimpleTokenizerV2, Tokenizer, TokenizerError, load_tokenizer
@@ -61,9 +60,12 @@ from .training.optim import lr_at, make_optimizer
 
 log = logging.getLogger(__name__)
 
+# One cache directory for every download (corpora, GPT-2 files, this dataset); the name this
+# module exported before the corpora had their own.
+default_cache_dir = cache_directory
+
 SMS_SPAM_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
 SMS_SPAM_MEMBER = "SMSSpamCollection"  # the data file inside UCI's zip
-CACHE_ENV = "SCRATCHGPT_CACHE"
 
 FORMAT = "scratchgpt-classifier"
 VERSION = 1
@@ -80,15 +82,6 @@ class LabelledText(NamedTuple):
 
 
 # --- data -------------------------------------------------------------------------------------
-
-
-def default_cache_dir() -> Path:
-    """Where downloads are kept: ``$SCRATCHGPT_CACHE``, else ``$XDG_CACHE_HOME/scratchgpt``,
-    else ``~/.cache/scratchgpt`` (the XDG base-directory convention)."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "scratchgpt"
 
 
 def parse_labelled_lines(text: str, *, source: str = "<text>") -> list[LabelledText]:
@@ -139,10 +132,10 @@ def download_sms_spam(
 
     The zip is fetched with urllib, ``SMSSpamCollection`` is taken out of it, checked to
     parse as labelled lines, and written atomically to ``CACHE/sms-spam/SMSSpamCollection``
-    (see :func:`default_cache_dir`). Later calls return the cached file without the network;
-    ``force`` downloads again.
+    (see :func:`scratchgpt.data.cache_directory`). Later calls return the cached file without
+    the network; ``force`` downloads again.
     """
-    target = Path(cache_dir or default_cache_dir()) / "sms-spam" / SMS_SPAM_MEMBER
+    target = cache_directory(cache_dir) / "sms-spam" / SMS_SPAM_MEMBER
     if target.is_file() and not force:
         return target
     log.info("downloading the SMS Spam Collection from %s", url)

@@ -67,28 +67,26 @@ def teardown(world: World) -> None:
         dist.destroy_process_group()
 
 
-def wrap(model: nn.Module, world: World, *, fsdp: bool, device: torch.device) -> nn.Module:
-    """The model as training will call it: DDP- or FSDP-wrapped when there are processes.
+def shard(model: nn.Module, world: World) -> None:
+    """Shard ``model`` over the processes with FSDP2, in place (its parameters become
+    DTensor shards); the caller keeps using, and saving through, the same object."""
+    from torch.distributed.fsdp import fully_shard
 
-    FSDP2 changes ``model`` in place (its parameters become sharded DTensors); DDP returns a
-    wrapper. Either way the caller keeps its reference to the raw model for saving.
-    """
-    if fsdp:
-        from torch.distributed.fsdp import fully_shard
-
-        if not world.distributed:
-            raise ValueError(
-                "training.fsdp shards the model over processes: launch with torchrun "
-                "--nproc_per_node N (N > 1), or turn fsdp off"
-            )
-        # Shard block by block, then the rest: each block's weights are gathered just before
-        # its forward and freed after, so only one block is ever whole in memory.
-        for block in model.trf_blocks:  # type: ignore[union-attr]
-            fully_shard(block)
-        fully_shard(model)
-        return model
     if not world.distributed:
-        return model
+        raise ValueError(
+            "training.fsdp shards the model over processes: launch with torchrun "
+            "--nproc_per_node N (N > 1), or turn fsdp off"
+        )
+    # Shard block by block, then the rest: each block's weights are gathered just before
+    # its forward and freed after, so only one block is ever whole in memory.
+    for block in model.trf_blocks:  # type: ignore[union-attr]
+        fully_shard(block)
+    fully_shard(model)
+
+
+def replicate(model: nn.Module, world: World, device: torch.device) -> nn.Module:
+    """``model`` wrapped in DDP (gradients averaged across processes in the backward pass);
+    the caller keeps the unwrapped model for saving, so no ``module.`` prefix is ever saved."""
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None

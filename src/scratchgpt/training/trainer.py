@@ -32,9 +32,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import logging
 import math
 import os
+import shutil
 import signal
 import threading
 import time
@@ -54,7 +57,6 @@ from ..checkpoint import (
     CheckpointError,
     is_checkpoint,
     load_checkpoint,
-    read_checkpoint_info,
     run_checkpoints,
     save_checkpoint,
 )
@@ -240,9 +242,6 @@ def _load_data(run: RunConfig, tokenizer: Tokenizer | None) -> _Data:
 def _prepare_into_cache(run: RunConfig, tokenizer: Tokenizer | None) -> str:
     """Tokenize a streamed (hf:) dataset into shards under the cache, once: a later run with
     the same data and tokenizer finds them ready (and an interrupted one resumes)."""
-    import hashlib
-    import json
-
     from ..data import cache_directory, prepare
 
     name = run.tokenizer.name
@@ -469,8 +468,9 @@ def _train(
 
     # The weights we start from fix the tokenizer: a resumed run's own, or a pretrained one's.
     start_model: GPTModel | None = None
+    saved_model: GPTModel | None = None
     if resume_from is not None:
-        _, tokenizer = load_checkpoint(resume_from)
+        saved_model, tokenizer = load_checkpoint(resume_from)
     elif pretrained is not None or run.init_from is not None:
         from ..pretrained import load_pretrained
 
@@ -533,9 +533,8 @@ def _train(
     raw_model.train()
     if t.activation_checkpointing:
         _checkpoint_activations(raw_model)
-    train_model: torch.nn.Module = (
-        distributed.wrap(raw_model, world, fsdp=t.fsdp, device=device) if t.fsdp else raw_model
-    )
+    if t.fsdp:
+        distributed.shard(raw_model, world)  # in place: the parameters become shards
     optimizer = make_optimizer(
         raw_model,
         lr=t.lr,
@@ -546,8 +545,9 @@ def _train(
     # Compile the forward *and* the loss as one graph: the fp32 upcast of the (B, T, V)
     # logits then fuses into the cross-entropy kernel instead of being written to memory.
     loss_fn = torch.compile(forward_loss) if t.compile else forward_loss
+    train_model: torch.nn.Module = raw_model
     if world.distributed and not t.fsdp:
-        train_model = distributed.wrap(train_model, world, fsdp=False, device=device)
+        train_model = distributed.replicate(raw_model, world, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     if device.type == "cuda":
         # TF32 matmuls for whatever still runs in fp32: ~same accuracy, several times faster.
@@ -557,8 +557,14 @@ def _train(
     step, best_val, best_step, bad_evals = 0, math.inf, None, 0
     sample_gen = torch.Generator(device=device).manual_seed(t.seed)
     if resume_from is not None:
+        assert saved_model is not None
+        if saved_model.cfg != cfg:
+            raise CheckpointError(
+                f"{resume_from} holds a different model than the run config describes; resume "
+                "with the run's own config.yaml"
+            )
         state = read_state(resume_from)
-        weights, _ = _read_weights(resume_from, cfg)
+        weights = saved_model.state_dict()  # the tied weight under both names
         distributed.load_full_state(raw_model, optimizer, weights, state["optimizer"], fsdp=t.fsdp)
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
@@ -645,7 +651,7 @@ def _train(
             "tokens_per_sec": interval_tokens / elapsed,
             "step_ms": 1000 * elapsed / n,
         }
-        util = mfu(row["tokens_per_sec"] / world.size, cfg, device)
+        util = mfu(row["tokens_per_sec"], cfg, device, world_size=world.size)
         if util is not None:
             row["mfu"] = util
         if device.type == "cuda":
@@ -653,6 +659,11 @@ def _train(
         pending.clear()
         interval_start, interval_tokens = time.perf_counter(), 0
         return row
+
+    def record(row: dict[str, Any] | None) -> None:
+        if row is not None:
+            history.append(row)
+            metrics.log(row)
 
     def run_eval(row: dict[str, Any]) -> None:
         nonlocal best_val, best_step, bad_evals
@@ -741,8 +752,7 @@ def _train(
             if resume_from is None:
                 row = {"step": 0, "tokens": 0}
                 run_eval(row)
-                history.append(row)
-                metrics.log(row)
+                record(row)
             interval_start = time.perf_counter()
             while step < max_steps:
                 lr = lr_at(step, lr=t.lr, min_lr=t.min_lr, warmup_steps=warmup, max_steps=max_steps)
@@ -803,17 +813,13 @@ def _train(
                             best_step,
                         )
                 if row is not None:
-                    history.append(row)
-                    metrics.log(row)
+                    record(row)
                     bar.set_postfix(loss=f"{row['train_loss']:.3f}", lr=f"{lr:.2e}")
                 is_best = do_eval and best_step == step
                 if step % ckpt_every == 0 or last or stopped_early or is_best:
                     pause = time.perf_counter()
-                    if pending:
-                        row = flush(time.perf_counter())  # never save unchecked weights
-                        if row is not None:
-                            history.append(row)
-                            metrics.log(row)
+                    if pending:  # never save weights whose losses were not checked
+                        record(flush(time.perf_counter()))
                     last_ckpt = save(step) or last_ckpt
                     interval_start += time.perf_counter() - pause
                 if t.sample_interval and (step % t.sample_interval == 0 or step == max_steps):
@@ -950,23 +956,6 @@ def _rng_state(device: torch.device, sample_gen: torch.Generator) -> dict[str, t
     return state
 
 
-def _read_weights(directory: Path, cfg: GPTConfig) -> tuple[dict[str, torch.Tensor], dict]:
-    """The weights of a checkpoint as a full state dict (tied weight under both names)."""
-    from safetensors.torch import load_file
-
-    saved_cfg, meta = read_checkpoint_info(directory)
-    if saved_cfg.to_dict() != cfg.to_dict():
-        raise CheckpointError(
-            f"{directory} holds a different model than the run config describes; resume with "
-            "the run's own config.yaml"
-        )
-    weights = load_file(str(directory / "model.safetensors"))
-    if cfg.tie_weights:
-        weights.setdefault("out_head.weight", weights.get("tok_emb.weight"))
-        weights.setdefault("tok_emb.weight", weights.get("out_head.weight"))
-    return weights, meta
-
-
 def _prune(run_dir: Path, *, keep_last: int, best_step: int | None) -> None:
     """Delete old checkpoints: keep the newest ``keep_last`` and the best one."""
     steps = run_checkpoints(run_dir)
@@ -993,8 +982,6 @@ def _point(link: Path, target: str) -> None:
 
 
 def _remove_tree(path: Path) -> None:
-    import shutil
-
     # Rename first: a crash in the middle of deleting never leaves a half checkpoint under a
     # name that looks complete.
     doomed = path.with_name(f".{path.name}.deleting")
