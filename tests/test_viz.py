@@ -113,7 +113,7 @@ def test_each_plot_writes_a_png_of_the_expected_size(tiny, tmp_path):
     assert png_size(tmp_path / "l.png") == (1100, 420)
 
 
-def test_plot_errors_are_clear(tiny, tmp_path, monkeypatch):
+def test_plot_errors_are_clear(tiny, tmp_path, monkeypatch, capsys):
     model, tok = tiny
     with pytest.raises(ValueError, match=r"layer=3: the model has 3 layers \(0 to 2\)"):
         viz.plot_model_attention(model, tok, TEXT, layer=3)
@@ -126,6 +126,10 @@ def test_plot_errors_are_clear(tiny, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if not installed
     with pytest.raises(ImportError, match=r"scratchgpt\[plot\]"):
         viz.plot_positional_encoding()
+    # the command line says it in one line, not a traceback
+    assert main(["viz", "positions", "--out", str(tmp_path / "p.png")]) == 2
+    err = capsys.readouterr().err
+    assert "scratchgpt[plot]" in err and "Traceback" not in err
 
 
 def test_viz_cli(checkpoint, tmp_path, capsys):

@@ -15,11 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .config import MissingExtraError
+
 log = logging.getLogger("scratchgpt")
 
 # Errors a user can fix from the message alone: shown as one line, without a traceback.
-# (ConfigError, DataError, TokenizerError and CheckpointError are all ValueErrors.)
-USER_ERRORS = (ValueError, OSError)
+# (ConfigError, DataError, TokenizerError and CheckpointError are all ValueErrors; a missing
+# optional dependency is a MissingExtraError, which names the extra to install.)
+USER_ERRORS = (ValueError, OSError, MissingExtraError)
 
 
 def _flag(name: str) -> str:

@@ -30,6 +30,10 @@ class ConfigError(ValueError):
     """A bad configuration value; the message names the field, the value and what is allowed."""
 
 
+class MissingExtraError(ImportError):
+    """An optional dependency is not installed; the message names the pip extra to install."""
+
+
 def _nearest(name: str, choices: list[str] | tuple[str, ...]) -> str:
     """A 'did you mean' suffix, so a typo in a key or a name is fixed at a glance."""
     close = difflib.get_close_matches(name, list(choices), n=1)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .analysis import LayerStats, attention_weights, hidden_states, layer_statistics
+from .config import MissingExtraError
 from .model.positional import similarity_by_distance, sinusoidal_encoding, sinusoidal_table
 from .tokenizers import Tokenizer
 from .tokenizers.tools import token_text
@@ -46,7 +47,7 @@ def new_figure(figsize: tuple[float, float], *, dpi: int = DPI) -> Figure:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise ImportError(
+        raise MissingExtraError(
             "plotting needs matplotlib: pip install 'scratchgpt[plot]' (or pip install matplotlib)"
         ) from exc
     fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
