@@ -4,17 +4,23 @@ For the gpt2-124M shape with random weights: a 20-token prompt, 200 new tokens, 
 batch 1 and 8. Contenders, in the same run on the same weights:
 
 - ``ours``: :func:`scratchgpt.generation.generate` (static KV cache, eager);
+- ``ours_compiled``: the same with the decode step from
+  :func:`scratchgpt.generation.compile_decode_step` (what ``Generator(compile=True)`` and
+  ``scratchgpt generate --compile`` use: frozen weights on a CPU, CUDA graphs on a GPU);
+- ``ours_bf16`` and ``ours_bf16_compiled``: both with bf16 weights, where the device has bf16
+  matmuls;
 - ``hf``: ``transformers.GPT2LMHeadModel.generate`` on our weights exported with
-  :func:`scratchgpt.pretrained.export_hf` (its tokens must equal ours);
-- ``textbook``: our loop without a cache, re-reading the whole context for every token;
-- ``ours_bf16``: ours with bf16 weights, where the device supports bf16 matmuls.
+  :func:`scratchgpt.pretrained.export_hf` (fp32; its tokens must equal ours);
+- ``textbook``: our loop without a cache, re-reading the whole context for every token.
 
 At batch 1, decoding reads every weight once per token, so speed is bounded by memory
 bandwidth. The floor printed is (bytes of weights read per token) / (bandwidth of a large
 matrix-vector product measured in the same run). bf16's quality cost is the change in
-perplexity on the-verdict against fp32.
+perplexity on the-verdict against fp32, on a trained checkpoint if one is given
+(``--quality-checkpoint``; random weights say little about quality).
 
     python bench/generate.py                 # writes bench/results/generate-<device>-<date>.json
+    python bench/generate.py --quality-checkpoint runs/the-verdict
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import torch
 from common import ROOT, header, sync, write_results  # bench/common.py
 
 from scratchgpt.config import preset
-from scratchgpt.generation import generate
+from scratchgpt.generation import compile_decode_step, generate
 from scratchgpt.model import GPTModel, lm_loss
 
 
@@ -53,6 +59,21 @@ def matvec_bandwidth(device: torch.device, dtype: torch.dtype) -> float:
     x = torch.randn(8192, 1, device=device).to(dtype)
     seconds, _ = timed(lambda: W @ x, device, repeats=10)
     return W.numel() * W.element_size() / seconds
+
+
+def matmuls_only_tok_s(model: GPTModel, device: torch.device, repeats: int = 5) -> float:
+    """Batch-1 tokens/s if a decode step were nothing but its matrix products (F.linear over
+    every weight matrix, head included): the ceiling that this torch's kernels put on decoding,
+    beside the bandwidth floor."""
+    weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    inputs = {w.size(1): torch.randn(1, w.size(1), device=device, dtype=w.dtype) for w in weights}
+    with torch.inference_mode():
+        seconds, _ = timed(
+            lambda: [torch.nn.functional.linear(inputs[w.size(1)], w) for w in weights],
+            device,
+            repeats,
+        )
+    return 1 / seconds
 
 
 def weight_bytes_per_token(model: GPTModel) -> int:
@@ -86,10 +107,37 @@ def perplexity(model: GPTModel, ids: torch.Tensor) -> float:
     n = (ids.numel() - 1) // L
     x = ids[: n * L].view(n, L)  # (n, L) windows
     y = ids[1 : n * L + 1].view(n, L)
+    device = next(model.parameters()).device
     with torch.inference_mode():
-        return math.exp(
-            lm_loss(model(x.to(next(model.parameters()).device)), y.to(x.device)).item()
-        )
+        return math.exp(lm_loss(model(x.to(device)), y.to(device)).item())
+
+
+def bf16_quality(model: GPTModel, text_path: Path, checkpoint: Path | None) -> dict[str, object]:
+    """Perplexity on ``text_path`` with fp32 and with bf16 weights, and the relative change.
+
+    A trained checkpoint (with its own tokenizer) when given, else ``model`` (random weights,
+    GPT-2 ids from the local vocabulary files beside the text).
+    """
+    from scratchgpt.checkpoint import load_checkpoint
+    from scratchgpt.tokenizers import get_tokenizer
+
+    if checkpoint is not None:
+        model, tok = load_checkpoint(checkpoint, device=next(model.parameters()).device)
+        weights = f"trained checkpoint {checkpoint.name}"
+    else:
+        tok = get_tokenizer(text_path.parent)
+        weights = "random (gpt2-124M shape)"
+    ids = torch.tensor(tok.encode(text_path.read_text(encoding="utf-8")))
+    fp32 = perplexity(model.float().eval(), ids)
+    bf16 = perplexity(model.to(torch.bfloat16).eval(), ids)
+    model.float()  # the caller's model back in fp32
+    return {
+        "text": text_path.name,
+        "weights": weights,
+        "ppl_fp32": fp32,
+        "ppl_bf16": bf16,
+        "ppl_bf16_rel_change": bf16 / fp32 - 1,
+    }
 
 
 def main() -> None:
@@ -107,8 +155,14 @@ def main() -> None:
         help="batch sizes that also time the no-cache loop (on 2 CPU cores, batch 8 would "
         "re-read 8 x 220 tokens per step: about a quarter of an hour)",
     )
+    parser.add_argument("--no-compile", action="store_true", help="skip the compiled contenders")
     parser.add_argument(
         "--data", type=Path, default=ROOT.parent / "shared" / "data" / "the-verdict.txt"
+    )
+    parser.add_argument(
+        "--quality-checkpoint",
+        type=Path,
+        help="a trained run or checkpoint directory for the bf16 perplexity comparison",
     )
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -121,16 +175,29 @@ def main() -> None:
     if model_bf16 is not None:
         model_bf16.load_state_dict(model.state_dict())
         model_bf16.to(torch.bfloat16)
+    # One compiled step per model: a frozen (CPU) step belongs to the weights it was built on.
+    compiled = (
+        {}
+        if args.no_compile
+        else {
+            "fp32": compile_decode_step(device.type),
+            "bf16": compile_decode_step(device.type),
+        }
+    )
 
     bandwidth = matvec_bandwidth(device, torch.float32)
     floor_fp32 = bandwidth / weight_bytes_per_token(model)
+    matmuls_only = {"fp32": matmuls_only_tok_s(model, device)}
+    if model_bf16 is not None:
+        matmuls_only["bf16"] = matmuls_only_tok_s(model_bf16, device)
+    print(json.dumps({"bench": "generate", "matmuls_only_tok_s_batch1": matmuls_only}))
     rows: list[dict[str, object]] = []
     for batch in args.batch_sizes:
         idx = torch.randint(0, model.cfg.vocab_size, (batch, args.prompt_len), device=device)
         n = args.new_tokens
 
-        def ours(m: GPTModel = model, idx: torch.Tensor = idx, n: int = n) -> torch.Tensor:
-            return generate(m, idx, n, temperature=0)
+        def ours(m: GPTModel = model, decode_fn=None, idx: torch.Tensor = idx, n: int = n):
+            return generate(m, idx, n, temperature=0, decode_fn=decode_fn)
 
         def hf_generate(idx: torch.Tensor = idx, n: int = n) -> torch.Tensor:
             with torch.inference_mode():
@@ -152,9 +219,15 @@ def main() -> None:
             "ours_over_hf": t_hf / t_ours,
             "same_tokens_as_hf": bool(torch.equal(out_ours, out_hf)),
         }
+        if "fp32" in compiled:
+            t_c, out_c = timed(lambda: ours(decode_fn=compiled["fp32"]), device, args.repeats)
+            row["ours_compiled_tok_s"] = batch * n / t_c
+            row["ours_compiled_over_hf"] = t_hf / t_c
+            row["compiled_same_tokens"] = bool(torch.equal(out_c, out_ours))
         if batch == 1:
+            best = max(float(row["ours_tok_s"]), float(row.get("ours_compiled_tok_s", 0.0)))
             row["floor_tok_s"] = floor_fp32
-            row["ours_fraction_of_floor"] = (n / t_ours) / floor_fp32
+            row["ours_fraction_of_floor"] = best / floor_fp32
         if batch in args.textbook_batch_sizes:
             t_tb, out_tb = timed(
                 lambda idx=idx, n=n: generate(model, idx, n, temperature=0, use_cache=False),
@@ -165,27 +238,20 @@ def main() -> None:
             row["ours_over_textbook"] = t_tb / t_ours
             row["textbook_same_tokens"] = bool(torch.equal(out_tb, out_ours))
         if model_bf16 is not None:
-            t_bf, _ = timed(lambda idx=idx, n=n: ours(model_bf16, idx, n), device, args.repeats)
+            t_bf, _ = timed(lambda: ours(model_bf16), device, args.repeats)
             row["ours_bf16_tok_s"] = batch * n / t_bf
             row["ours_bf16_over_hf_fp32"] = t_hf / t_bf
+            if "bf16" in compiled:
+                t_bc, _ = timed(lambda: ours(model_bf16, compiled["bf16"]), device, args.repeats)
+                row["ours_bf16_compiled_tok_s"] = batch * n / t_bc
+                row["ours_bf16_compiled_over_hf_fp32"] = t_hf / t_bc
         rows.append(row)
         print(json.dumps({"bench": "generate", **row}), flush=True)
 
     quality = {}
     if model_bf16 is not None and args.data.is_file():
-        import tiktoken  # noqa: F401  (GPT-2 ids from the local files below)
-
-        from scratchgpt.tokenizers import get_tokenizer
-
-        tok = get_tokenizer(args.data.parent)
-        ids = torch.tensor(tok.encode(args.data.read_text(encoding="utf-8")))
-        quality = {
-            "text": args.data.name,
-            "weights": "random (gpt2-124M shape)",
-            "ppl_fp32": perplexity(model, ids),
-            "ppl_bf16": perplexity(model_bf16, ids),
-        }
-        quality["ppl_bf16_rel_change"] = quality["ppl_bf16"] / quality["ppl_fp32"] - 1
+        quality = bf16_quality(model, args.data, args.quality_checkpoint)
+        print(json.dumps({"bench": "generate", "bf16_quality": quality}), flush=True)
 
     result = {
         **header("generate", device),
@@ -195,6 +261,7 @@ def main() -> None:
         "new_tokens": args.new_tokens,
         "matvec_bandwidth_gb_s": bandwidth / 1e9,
         "weight_bytes_per_token_fp32": weight_bytes_per_token(model),
+        "matmuls_only_tok_s_batch1": matmuls_only,
         "rows": rows,
         "bf16_quality": quality,
     }

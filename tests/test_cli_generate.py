@@ -101,3 +101,27 @@ def test_interactive_exits_cleanly_at_end_of_input(checkpoint):
     )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_dtype_flag_casts_the_weights(checkpoint, capsys, monkeypatch):
+    from scratchgpt.checkpoint import load_checkpoint
+
+    seen = []
+    real_init = Generator.__init__
+
+    def init(self, model, tokenizer, **kwargs):
+        seen.append(next(model.parameters()).dtype)
+        real_init(self, model, tokenizer, **kwargs)
+
+    monkeypatch.setattr(Generator, "__init__", init)
+    args = ["generate", "--checkpoint", str(checkpoint), "--prompt", "the ", "--max-tokens", "12"]
+    assert main([*args, "--temperature", "0", "--dtype", "bfloat16"]) == 0
+    out = capsys.readouterr().out
+    assert seen == [torch.bfloat16]
+    model, tok = load_checkpoint(checkpoint, dtype=torch.bfloat16)
+    expected = Generator(model, tok).generate_text("the ", 12, temperature=0)
+    assert out == "the " + expected + "\n"
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--dtype", "int3"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'int3'" in capsys.readouterr().err

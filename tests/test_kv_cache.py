@@ -168,3 +168,38 @@ def test_compiled_generator_matches_eager(char_generator):
     compiled = Generator(char_generator.model, char_generator.tokenizer, compile=True)
     eager = char_generator.generate_text("the ", 20, temperature=0)
     assert compiled.generate_text("the ", 20, temperature=0) == eager
+
+
+def test_a_kept_cache_is_reused_zeroed_and_invisible():
+    torch.manual_seed(0)
+    model = GPTModel(preset("tiny")).eval()
+    model.setup_cache(2, 8)
+    k = model.trf_blocks[0].att.kv_cache.k
+    k.fill_(float("nan"))  # whatever a previous generation left must not leak into the next
+    model.clear_cache(keep=True)
+    assert model.cache_len is None  # forward is back on the plain path...
+    assert "_kept_caches" not in dict(model.named_modules())  # ...and nothing is registered
+    assert len(model.state_dict()) == len(GPTModel(preset("tiny")).state_dict())
+    model.setup_cache(2, 8)  # same shape: the same tensors, zeroed
+    assert model.trf_blocks[0].att.kv_cache.k is k and not k.isnan().any() and not k.any()
+    model.clear_cache(keep=True)
+    model.setup_cache(1, 8)  # another shape: new tensors
+    assert model.trf_blocks[0].att.kv_cache.k is not k
+    model.clear_cache()  # not kept: the next setup allocates afresh
+    model.setup_cache(1, 8)
+    assert model.trf_blocks[0].att.kv_cache.k is not k
+    model.clear_cache()
+
+
+@pytest.mark.slow
+def test_compiled_generator_compiles_once_for_prompts_of_similar_length(char_generator):
+    from torch._dynamo.utils import counters
+
+    cases = [("the cat ", 7), ("a", 12), ("the dog sat ", 3)]
+    eager = [char_generator.generate_text(p, n, temperature=0) for p, n in cases]
+    compiled = Generator(char_generator.model, char_generator.tokenizer, compile=True)
+    compiled.generate_text("the ", 5, temperature=0)  # compiles the decode step
+    graphs = counters["stats"]["unique_graphs"]
+    # Other prompt lengths and token counts share the rounded-up cache, so the same graph.
+    assert [compiled.generate_text(p, n, temperature=0) for p, n in cases] == eager
+    assert counters["stats"]["unique_graphs"] == graphs

@@ -23,6 +23,8 @@ log = logging.getLogger("scratchgpt")
 # (ConfigError, DataError, TokenizerError and CheckpointError are all ValueErrors; a missing
 # optional dependency is a MissingExtraError, which names the extra to install.)
 USER_ERRORS = (ValueError, OSError, MissingExtraError)
+# Weight dtypes for inference (names of torch dtypes: torch is imported only when a command runs).
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 def _flag(name: str) -> str:
@@ -122,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--compile", action="store_true", help="compile the decode step with torch.compile"
+    )
+    p.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        help="cast the weights for inference (default: as saved). At batch 1 decoding reads "
+        "every weight per token, so bfloat16 halves the bytes; see docs/benchmarks.md",
     )
     p.add_argument(
         "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)"
@@ -468,24 +476,27 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def _load_model(args: argparse.Namespace, device: Any) -> tuple[Any, Any]:
     """The model and tokenizer a command asked for: --init-from, --checkpoint, or the latest
-    run; cropped to --context-length where the command has that flag."""
+    run; cropped to --context-length and cast to --dtype where the command has those flags."""
+    import torch
+
     from .checkpoint import load_checkpoint
     from .pretrained import crop_context, load_pretrained
     from .tokenizers import get_tokenizer
     from .training import latest_run
 
     init_from = getattr(args, "init_from", None)
+    dtype = getattr(torch, args.dtype) if getattr(args, "dtype", None) else None
     if init_from and args.checkpoint:
         raise ValueError("give either --checkpoint or --init-from, not both")
     if init_from:
         # The tokenizer goes in with the weights: a GPT-2 directory may lack its own.
         model, tokenizer = load_pretrained(
-            init_from, device=device, tokenizer=getattr(args, "tokenizer", None)
+            init_from, device=device, dtype=dtype, tokenizer=getattr(args, "tokenizer", None)
         )
         path = init_from
     else:
         path = args.checkpoint or latest_run()
-        model, tokenizer = load_checkpoint(path, device=device)
+        model, tokenizer = load_checkpoint(path, device=device, dtype=dtype)
     log.info("loaded %s", path)
     if getattr(args, "context_length", None) is not None:
         crop_context(model, args.context_length)

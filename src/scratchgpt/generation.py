@@ -133,6 +133,9 @@ def _inference(model: GPTModel) -> Iterator[None]:
 
 DecodeFn = Callable[..., torch.Tensor]
 
+# Cache slots are allocated in multiples of this when the decode step is compiled (see stream).
+COMPILED_CACHE_MULTIPLE = 256
+
 
 def stream(
     model: GPTModel,
@@ -172,7 +175,12 @@ def stream(
     seq = idx  # everything so far, for the repetition penalty and for re-prefills
     with _inference(model):
         if use_cache:
-            model.setup_cache(idx.size(0), min(context, idx.size(1) + max_new_tokens))
+            slots = idx.size(1) + max_new_tokens
+            if decode_fn is not None:
+                # A compiled step is specialised to the cache's shape: round the slots up so
+                # prompts of similar lengths share one compiled graph instead of one each.
+                slots = -(-slots // COMPILED_CACHE_MULTIPLE) * COMPILED_CACHE_MULTIPLE
+            model.setup_cache(idx.size(0), min(context, slots))
         try:
             pos = 0  # the next cache slot; a Python int, so no device sync to track it
             # The last token as a tensor of its own (not a view into the growing sequence),
@@ -207,7 +215,8 @@ def stream(
                 if eos_id is not None and bool(done.all()):
                     return
         finally:
-            model.clear_cache()
+            # A compiled step is tied to its cache tensors (see GPTModel.clear_cache).
+            model.clear_cache(keep=decode_fn is not None)
 
 
 def generate(
@@ -223,6 +232,7 @@ def generate(
     generator: torch.Generator | None = None,
     use_cache: bool = True,
     pad_offset: torch.Tensor | None = None,
+    decode_fn: DecodeFn | None = None,
 ) -> torch.Tensor:
     """The prompts ``idx`` (B, T) followed by up to ``max_new_tokens`` new ids: (B, T + n).
 
@@ -243,6 +253,7 @@ def generate(
             generator=generator,
             use_cache=use_cache,
             pad_offset=pad_offset,
+            decode_fn=decode_fn,
         )
     )
     if not tokens:
@@ -269,12 +280,39 @@ def left_pad(
     )
 
 
+def compile_decode_step(device_type: str) -> DecodeFn:
+    """:func:`decode_step` through torch.compile, set up for decoding on ``device_type``.
+
+    On a GPU the step is small kernels launched one after another, so CUDA graphs (mode
+    "reduce-overhead") replay the whole step as one launch. On a CPU the step is bound by
+    reading the weights, and inductor's freezing pays: the weights become constants of the
+    compiled graph, repacked once into the blocked layouts that oneDNN (bf16) and MKL (fp32)
+    multiply fastest, instead of every call. That makes the compiled step a snapshot: weights
+    changed after its first call are not seen, so compile again after changing them.
+    """
+    # dynamic=False: a new batch size gets a graph of its own. A graph generic in the batch
+    # size could neither be replayed as a CUDA graph nor use weights packed for one shape.
+    if device_type == "cuda":
+        return torch.compile(decode_step, mode="reduce-overhead", fullgraph=True, dynamic=False)
+    compiled = torch.compile(decode_step, fullgraph=True, dynamic=False)
+
+    def frozen_decode_step(*args: Any) -> torch.Tensor:
+        # Freezing is read when a graph is compiled, which is the first call (and any
+        # recompile for new shapes), so it is set around every call, not around torch.compile.
+        # A per-call `options=` would not do: freezing is decided before options apply.
+        with torch._inductor.config.patch(freezing=True):
+            return compiled(*args)
+
+    return frozen_decode_step
+
+
 class Generator:
     """Text in, text out: a model with its tokenizer, an optional compiled decode step.
 
-    ``compile=True`` compiles :func:`decode_step` once with torch.compile (with CUDA graphs on
-    a GPU, mode "reduce-overhead") and keeps the compiled function on this object; module
-    globals are never rebound, so other callers keep the plain function.
+    ``compile=True`` compiles :func:`decode_step` once (see :func:`compile_decode_step`) and
+    keeps the compiled function on this object; module globals are never rebound, so other
+    callers keep the plain function. On a CPU the compiled step freezes the weights: make a new
+    Generator after changing them.
     """
 
     def __init__(self, model: GPTModel, tokenizer: Tokenizer, *, compile: bool = False) -> None:
@@ -282,9 +320,7 @@ class Generator:
         self.tokenizer = tokenizer
         self.decode_fn: DecodeFn = decode_step
         if compile:
-            device_type = next(model.parameters()).device.type
-            mode = "reduce-overhead" if device_type == "cuda" else None
-            self.decode_fn = torch.compile(decode_step, mode=mode, fullgraph=True)
+            self.decode_fn = compile_decode_step(next(model.parameters()).device.type)
 
     @property
     def device(self) -> torch.device:

@@ -111,18 +111,31 @@ class GPTModel(nn.Module):
                 f"{self.cfg.context_length}]"
             )
         weight = self.tok_emb.weight
-        for block in self.trf_blocks:
-            block.att.kv_cache = KVCache(
-                batch_size,
-                self.cfg.n_heads,
-                max_seq_len,
-                self.cfg.head_dim,
-                dtype=dtype or weight.dtype,
-                device=device or weight.device,
-            )
+        dtype, device = dtype or weight.dtype, torch.device(device or weight.device)
+        shape = (batch_size, self.cfg.n_heads, max_seq_len, self.cfg.head_dim)
+        kept = self.__dict__.get("_kept_caches")
+        if kept and (kept[0].k.shape, kept[0].k.dtype, kept[0].k.device) == (shape, dtype, device):
+            caches = kept
+            for cache in caches:  # stale values would only meet zero weights, but NaNs would not
+                cache.k.zero_()
+                cache.v.zero_()
+        else:
+            caches = [KVCache(*shape, dtype=dtype, device=device) for _ in self.trf_blocks]
+        self.__dict__["_kept_caches"] = None
+        for block, cache in zip(self.trf_blocks, caches, strict=True):
+            block.att.kv_cache = cache
 
-    def clear_cache(self) -> None:
-        """Drop the KV cache: forward goes back to the plain full-sequence path."""
+    def clear_cache(self, *, keep: bool = False) -> None:
+        """Drop the KV cache: forward goes back to the plain full-sequence path.
+
+        ``keep=True`` holds on to the cache's tensors so the next :meth:`setup_cache` of the
+        same shape reuses them. A compiled decode step with frozen weights is specialised to
+        the very cache tensors it was compiled with; new ones would mean compiling again.
+        """
+        caches = [block.att.kv_cache for block in self.trf_blocks]
+        # In __dict__, not as an attribute nn.Module would register: kept tensors are neither
+        # submodules nor state, and must not show up in modules() or move with .to().
+        self.__dict__["_kept_caches"] = caches if keep and caches[0] is not None else None
         for block in self.trf_blocks:
             block.att.kv_cache = None
 
