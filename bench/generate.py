@@ -9,15 +9,17 @@ batch 1 and 8. Contenders, in the same run on the same weights:
   ``scratchgpt generate --compile`` use: frozen weights on a CPU, CUDA graphs on a GPU);
 - ``ours_bf16`` and ``ours_bf16_compiled``: both with bf16 weights, where the device has bf16
   matmuls;
+- ``ours_int8_compiled``: int8 weights with bf16 activations, compiled
+  (:func:`scratchgpt.quantization.quantize`, when torchao is installed);
 - ``hf``: ``transformers.GPT2LMHeadModel.generate`` on our weights exported with
   :func:`scratchgpt.pretrained.export_hf` (fp32; its tokens must equal ours);
 - ``textbook``: our loop without a cache, re-reading the whole context for every token.
 
 At batch 1, decoding reads every weight once per token, so speed is bounded by memory
 bandwidth. The floor printed is (bytes of weights read per token) / (bandwidth of a large
-matrix-vector product measured in the same run). bf16's quality cost is the change in
-perplexity on the-verdict against fp32, on a trained checkpoint if one is given
-(``--quality-checkpoint``; random weights say little about quality).
+matrix-vector product measured in the same run). The quality cost of bf16 and int8 weights
+is the change in perplexity on the-verdict against fp32, on a trained checkpoint if one is
+given (``--quality-checkpoint``; random weights say little about quality).
 
     python bench/generate.py                 # writes bench/results/generate-<device>-<date>.json
     python bench/generate.py --quality-checkpoint runs/the-verdict
@@ -26,6 +28,7 @@ perplexity on the-verdict against fp32, on a trained checkpoint if one is given
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import tempfile
@@ -38,6 +41,7 @@ from common import ROOT, header, sync, write_results  # bench/common.py
 from scratchgpt.config import preset
 from scratchgpt.generation import compile_decode_step, generate
 from scratchgpt.model import GPTModel, lm_loss
+from scratchgpt.quantization import quantize
 
 
 def timed(fn, device: torch.device, repeats: int) -> tuple[float, object]:
@@ -112,8 +116,11 @@ def perplexity(model: GPTModel, ids: torch.Tensor) -> float:
         return math.exp(lm_loss(model(x.to(device)), y.to(device)).item())
 
 
-def bf16_quality(model: GPTModel, text_path: Path, checkpoint: Path | None) -> dict[str, object]:
-    """Perplexity on ``text_path`` with fp32 and with bf16 weights, and the relative change.
+def weight_format_quality(
+    model: GPTModel, text_path: Path, checkpoint: Path | None, int8: bool
+) -> dict[str, object]:
+    """Perplexity on ``text_path`` with fp32, bf16 and (``int8``) int8 weights, and the
+    relative change of each against fp32.
 
     A trained checkpoint (with its own tokenizer) when given, else ``model`` (random weights,
     GPT-2 ids from the local vocabulary files beside the text).
@@ -121,22 +128,32 @@ def bf16_quality(model: GPTModel, text_path: Path, checkpoint: Path | None) -> d
     from scratchgpt.checkpoint import load_checkpoint
     from scratchgpt.tokenizers import get_tokenizer
 
+    device = next(model.parameters()).device
     if checkpoint is not None:
-        model, tok = load_checkpoint(checkpoint, device=next(model.parameters()).device)
         weights = f"trained checkpoint {checkpoint.name}"
+
+        def fresh() -> GPTModel:
+            return load_checkpoint(checkpoint, device=device)[0].eval()
+
+        tok = load_checkpoint(checkpoint)[1]
     else:
-        tok = get_tokenizer(text_path.parent)
         weights = "random (gpt2-124M shape)"
+
+        def fresh() -> GPTModel:
+            copy = GPTModel(model.cfg).to(device).eval()
+            copy.load_state_dict(model.state_dict())
+            return copy
+
+        tok = get_tokenizer(text_path.parent)
     ids = torch.tensor(tok.encode(text_path.read_text(encoding="utf-8")))
-    fp32 = perplexity(model.float().eval(), ids)
-    bf16 = perplexity(model.to(torch.bfloat16).eval(), ids)
-    model.float()  # the caller's model back in fp32
+    ppl = {"fp32": perplexity(fresh(), ids), "bf16": perplexity(fresh().to(torch.bfloat16), ids)}
+    if int8:
+        ppl["int8"] = perplexity(quantize(fresh()), ids)
     return {
         "text": text_path.name,
         "weights": weights,
-        "ppl_fp32": fp32,
-        "ppl_bf16": bf16,
-        "ppl_bf16_rel_change": bf16 / fp32 - 1,
+        "ppl": ppl,
+        "rel_change_vs_fp32": {k: v / ppl["fp32"] - 1 for k, v in ppl.items() if k != "fp32"},
     }
 
 
@@ -162,7 +179,7 @@ def main() -> None:
     parser.add_argument(
         "--quality-checkpoint",
         type=Path,
-        help="a trained run or checkpoint directory for the bf16 perplexity comparison",
+        help="a trained run or checkpoint directory for the perplexity of each weight format",
     )
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -175,6 +192,11 @@ def main() -> None:
     if model_bf16 is not None:
         model_bf16.load_state_dict(model.state_dict())
         model_bf16.to(torch.bfloat16)
+    model_int8 = None
+    if bf16_ok and not args.no_compile and importlib.util.find_spec("torchao") is not None:
+        model_int8 = GPTModel(model.cfg).to(device).eval()
+        model_int8.load_state_dict(model.state_dict())
+        quantize(model_int8)  # int8 weights, bf16 activations
     # One compiled step per model: a frozen (CPU) step belongs to the weights it was built on.
     compiled = (
         {}
@@ -182,6 +204,7 @@ def main() -> None:
         else {
             "fp32": compile_decode_step(device.type),
             "bf16": compile_decode_step(device.type),
+            "int8": compile_decode_step(device.type),
         }
     )
 
@@ -237,6 +260,11 @@ def main() -> None:
             row["textbook_tok_s"] = batch * n / t_tb
             row["ours_over_textbook"] = t_tb / t_ours
             row["textbook_same_tokens"] = bool(torch.equal(out_tb, out_ours))
+        if model_int8 is not None and "int8" in compiled:
+            t_i8, out_i8 = timed(lambda: ours(model_int8, compiled["int8"]), device, args.repeats)
+            row["ours_int8_compiled_tok_s"] = batch * n / t_i8
+            row["ours_int8_compiled_over_hf_fp32"] = t_hf / t_i8
+            row["int8_same_tokens_as_fp32"] = bool(torch.equal(out_i8, out_ours))
         if model_bf16 is not None:
             t_bf, _ = timed(lambda: ours(model_bf16), device, args.repeats)
             row["ours_bf16_tok_s"] = batch * n / t_bf
@@ -250,8 +278,10 @@ def main() -> None:
 
     quality = {}
     if model_bf16 is not None and args.data.is_file():
-        quality = bf16_quality(model, args.data, args.quality_checkpoint)
-        print(json.dumps({"bench": "generate", "bf16_quality": quality}), flush=True)
+        quality = weight_format_quality(
+            model, args.data, args.quality_checkpoint, int8=model_int8 is not None
+        )
+        print(json.dumps({"bench": "generate", "quality": quality}), flush=True)
 
     result = {
         **header("generate", device),
@@ -263,7 +293,7 @@ def main() -> None:
         "weight_bytes_per_token_fp32": weight_bytes_per_token(model),
         "matmuls_only_tok_s_batch1": matmuls_only,
         "rows": rows,
-        "bf16_quality": quality,
+        "quality": quality,
     }
     write_results(result, device)
 

@@ -42,6 +42,8 @@ _EXPORTS: dict[str, str] = {
     "generate": "generation",
     "stream": "generation",
     "Generator": "generation",
+    "compile_decode_step": "generation",
+    "quantize": "quantization",
     "CheckpointError": "checkpoint",
     "save_checkpoint": "checkpoint",
     "load_checkpoint": "checkpoint",
@@ -126,6 +128,7 @@ __all__ = [
     "TransformerClassifier",
     "TransformerEncoder",
     "attention_weights",
+    "compile_decode_step",
     "create_dataloader",
     "crop_context",
     "download_gpt2",
@@ -151,6 +154,7 @@ __all__ = [
     "perplexity",
     "prepare",
     "preset",
+    "quantize",
     "save_checkpoint",
     "sinusoidal_encoding",
     "split_ids",
@@ -207,7 +211,7 @@ if TYPE_CHECKING:
         split_ids,
     )
     from .evaluation import PerplexityResult, perplexity
-    from .generation import Generator, generate, stream
+    from .generation import Generator, compile_decode_step, generate, stream
     from .model import (
         GELU,
         FeedForward,
@@ -229,6 +233,7 @@ if TYPE_CHECKING:
     )
     from .params import format_breakdown, parameter_breakdown
     from .pretrained import crop_context, download_gpt2, export_hf, load_gpt2, load_pretrained
+    from .quantization import quantize
     from .tokenizers import (
         BPETokenizer,
         CharTokenizer,

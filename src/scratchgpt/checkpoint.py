@@ -29,6 +29,7 @@ from safetensors.torch import save_file, save_model
 
 from .config import ConfigError, GPTConfig
 from .model import GPTModel
+from .quantization import is_quantized
 from .tokenizers import Tokenizer, TokenizerError, load_tokenizer
 from .tokenizers.base import current_umask
 
@@ -63,6 +64,11 @@ def save_checkpoint(
         raise TypeError(
             f"save_checkpoint expects the raw GPTModel, got {type(model).__name__}: pass the "
             "model you built, not its torch.compile / DDP wrapper (whose keys carry prefixes)"
+        )
+    if weights is None and is_quantized(model):
+        raise CheckpointError(
+            "the model's weights are quantized (scratchgpt.quantization), which is for inference "
+            "only: save the float model, and quantize it again after loading"
         )
     if tokenizer.vocab_size > model.cfg.vocab_size:
         raise CheckpointError(

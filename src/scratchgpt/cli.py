@@ -25,6 +25,7 @@ log = logging.getLogger("scratchgpt")
 USER_ERRORS = (ValueError, OSError, MissingExtraError)
 # Weight dtypes for inference (names of torch dtypes: torch is imported only when a command runs).
 DTYPES = ("float32", "bfloat16", "float16")
+QUANTIZATIONS = ("int8",)  # scratchgpt.quantization.QUANTIZATIONS, without importing torch here
 
 
 def _flag(name: str) -> str:
@@ -125,12 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--compile", action="store_true", help="compile the decode step with torch.compile"
     )
-    p.add_argument(
-        "--dtype",
-        choices=DTYPES,
-        help="cast the weights for inference (default: as saved). At batch 1 decoding reads "
-        "every weight per token, so bfloat16 halves the bytes; see docs/benchmarks.md",
-    )
+    _add_precision_flags(p)
     p.add_argument(
         "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)"
     )
@@ -219,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--context-length", type=int, help="crop the model to a shorter context window")
     p.add_argument("--batch-size", type=int, default=1, help="windows per forward pass")
+    _add_precision_flags(p)
     p.add_argument(
         "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)"
     )
@@ -474,6 +471,22 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_precision_flags(p: argparse.ArgumentParser) -> None:
+    """--dtype and --quantize, for the commands that run a model for inference."""
+    p.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        help="cast the weights for inference (default: as saved). At batch 1 decoding reads "
+        "every weight per token, so bfloat16 halves the bytes; see docs/benchmarks.md",
+    )
+    p.add_argument(
+        "--quantize",
+        choices=QUANTIZATIONS,
+        help="int8: Linear weights as int8 with bfloat16 activations, a quarter of fp32's "
+        "bytes (needs scratchgpt[quant]; fastest with --compile)",
+    )
+
+
 def _load_model(args: argparse.Namespace, device: Any) -> tuple[Any, Any]:
     """The model and tokenizer a command asked for: --init-from, --checkpoint, or the latest
     run; cropped to --context-length and cast to --dtype where the command has those flags."""
@@ -486,6 +499,10 @@ def _load_model(args: argparse.Namespace, device: Any) -> tuple[Any, Any]:
 
     init_from = getattr(args, "init_from", None)
     dtype = getattr(torch, args.dtype) if getattr(args, "dtype", None) else None
+    if getattr(args, "quantize", None) and args.dtype not in (None, "bfloat16"):
+        raise ValueError(
+            f"--quantize {args.quantize} runs with bfloat16 activations: drop --dtype {args.dtype}"
+        )
     if init_from and args.checkpoint:
         raise ValueError("give either --checkpoint or --init-from, not both")
     if init_from:
@@ -500,6 +517,10 @@ def _load_model(args: argparse.Namespace, device: Any) -> tuple[Any, Any]:
     log.info("loaded %s", path)
     if getattr(args, "context_length", None) is not None:
         crop_context(model, args.context_length)
+    if getattr(args, "quantize", None):
+        from .quantization import quantize
+
+        quantize(model, args.quantize)
     if getattr(args, "tokenizer", None) and not init_from:
         tokenizer = get_tokenizer(args.tokenizer)
         if tokenizer.vocab_size > model.cfg.vocab_size:
