@@ -160,7 +160,9 @@ def stream(
     learned position, so each further token needs a fresh prefill of the window.
     Generation stops after ``max_new_tokens``, or once every row has produced ``eos_id``
     (a finished row yields ``eos_id`` from then on). ``decode_fn`` replaces
-    :func:`decode_step` (a compiled copy, from :class:`Generator`).
+    :func:`decode_step` (a compiled copy, from :func:`compile_decode_step`); the cache is then
+    sized in multiples of ``COMPILED_CACHE_MULTIPLE`` slots and kept for the next call, so
+    the compiled graph is reused.
     """
     check_sampling(
         temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty
