@@ -127,3 +127,22 @@ def test_tiny_model_overfits_one_batch():
         loss.backward()
         opt.step()
     assert loss.item() < 0.1
+
+
+def test_init_gpt2_or_torch_defaults():
+    cfg = preset("tiny", n_layers=4)
+    torch.manual_seed(0)
+    gpt2 = GPTModel(cfg)
+    torch.manual_seed(0)
+    book = GPTModel(dataclasses.replace(cfg, init="torch"))
+    # GPT-2: N(0, 0.02), residual projections 0.02 / sqrt(2 * n_layers)
+    assert abs(gpt2.tok_emb.weight.std().item() - 0.02) < 0.002
+    out_proj = gpt2.trf_blocks[0].att.out_proj.weight
+    assert abs(out_proj.std().item() - 0.02 / math.sqrt(8)) < 0.001
+    # PyTorch's defaults: embeddings N(0, 1), Linear uniform in +-1/sqrt(fan_in)
+    assert abs(book.tok_emb.weight.std().item() - 1.0) < 0.05
+    fc = book.trf_blocks[0].ff.layers[0].weight
+    assert fc.abs().max().item() <= 1 / math.sqrt(cfg.emb_dim)
+    assert abs(fc.std().item() - 1 / math.sqrt(3 * cfg.emb_dim)) < 0.01
+    with pytest.raises(ValueError, match=r"init='gtp2'.*did you mean 'gpt2'"):
+        dataclasses.replace(cfg, init="gtp2")

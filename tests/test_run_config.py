@@ -125,6 +125,7 @@ def test_shipped_configs_say_what_they_promise():
     assert verdict.training.batch_size == 2 and verdict.training.lr == 4e-4
     assert verdict.training.weight_decay == 0.1 and verdict.training.epochs == 10
     assert verdict.data.train_ratio == 0.9
+    assert verdict.model.init == "torch"  # the book's model keeps PyTorch's default init
     nano = load_run_config(CONFIGS / "shakespeare-char.yaml")
     m, t = nano.model, nano.training
     assert (m.n_layers, m.n_heads, m.emb_dim, m.context_length, m.drop_rate) == (

@@ -262,6 +262,7 @@ MODEL_HELP = {
     "ln_eps": "LayerNorm epsilon",
     "pos_encoding": "learned (GPT-2) or sinusoidal positions",
     "vocab_multiple": "round the vocabulary rows up to a multiple of this (64: faster matmuls)",
+    "init": "how new weights start: gpt2 (N(0, 0.02), GPT-2) or torch (PyTorch defaults, the book)",
     "preset": "the preset the model section starts from (default: mini)",
     "init_from": "pretrained weights to start from (a GPT-2 name or directory, a checkpoint)",
 }

@@ -24,6 +24,8 @@ AttentionImpl = Literal["explicit", "sdpa"]
 ATTENTION_IMPLS: tuple[str, ...] = ("explicit", "sdpa")
 PosEncoding = Literal["learned", "sinusoidal"]
 POS_ENCODINGS: tuple[str, ...] = ("learned", "sinusoidal")
+WeightInit = Literal["gpt2", "torch"]
+WEIGHT_INITS: tuple[str, ...] = ("gpt2", "torch")
 
 
 class ConfigError(ValueError):
@@ -83,6 +85,12 @@ class GPTConfig:
     # The extra rows are never real tokens: forward returns only the first vocab_size logits,
     # so the padding can never be sampled or scored.
     vocab_multiple: int = 1
+    # How a new model's weights start. "gpt2": N(0, 0.02) everywhere and the residual
+    # projections scaled by 1/sqrt(2 n_layers), as OpenAI initialised GPT-2. "torch": each
+    # layer's PyTorch default (embeddings N(0, 1), Linear uniform in +-1/sqrt(fan_in)), which
+    # is what the book's GPTModel starts from; on a tiny corpus its much larger embeddings are
+    # memorised far sooner. Loaded weights replace either.
+    init: WeightInit = "gpt2"
 
     def __post_init__(self) -> None:
         for name, minimum in (
@@ -124,6 +132,11 @@ class GPTConfig:
             raise ConfigError(
                 f"pos_encoding={self.pos_encoding!r}: must be one of {', '.join(POS_ENCODINGS)}"
                 f"{_nearest(str(self.pos_encoding), POS_ENCODINGS)}"
+            )
+        if self.init not in WEIGHT_INITS:
+            raise ConfigError(
+                f"init={self.init!r}: must be one of {', '.join(WEIGHT_INITS)}"
+                f"{_nearest(str(self.init), WEIGHT_INITS)}"
             )
         if self.pos_encoding == "sinusoidal" and self.emb_dim % 2 != 0:
             raise ConfigError(

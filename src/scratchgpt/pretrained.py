@@ -306,6 +306,7 @@ EXPORTED_FIELDS: dict[str, str] = {
     "ln_eps": "layer_norm_epsilon",
     "pos_encoding": "wpe: a fixed sinusoidal encoding is written as its table of values",
     "vocab_multiple": "padding rows of wte (never real tokens) are dropped",
+    "init": "how untrained weights start: nothing to export",
 }
 
 

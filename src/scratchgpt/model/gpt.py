@@ -75,12 +75,13 @@ class GPTModel(nn.Module):
             # Weight tying (Press & Wolf 2017): reading a token in and writing it out use the
             # same vectors; GPT-2 does this and it saves V * C parameters (38.6M for GPT-2).
             self.out_head.weight = self.tok_emb.weight
-        self.apply(self._init_weights)
-        # GPT-2's scaled init: each block adds two projections to the residual stream, so
-        # scale their weights by 1/sqrt(2 * n_layers) to keep its variance flat with depth.
-        for name, p in self.named_parameters():
-            if name.endswith(("att.out_proj.weight", "ff.layers.2.weight")):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
+        if cfg.init == "gpt2":  # else "torch": the layers keep their PyTorch defaults
+            self.apply(self._init_weights)
+            # GPT-2's scaled init: each block adds two projections to the residual stream, so
+            # scale their weights by 1/sqrt(2 * n_layers) to keep its variance flat with depth.
+            for name, p in self.named_parameters():
+                if name.endswith(("att.out_proj.weight", "ff.layers.2.weight")):
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
