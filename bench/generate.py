@@ -116,6 +116,14 @@ def perplexity(model: GPTModel, ids: torch.Tensor) -> float:
         return math.exp(lm_loss(model(x.to(device)), y.to(device)).item())
 
 
+def copy_of(model: GPTModel) -> GPTModel:
+    """A separate model with the same weights, in eval mode on the same device (each weight
+    format and each frozen compiled step needs a model of its own)."""
+    copy = GPTModel(model.cfg).to(next(model.parameters()).device).eval()
+    copy.load_state_dict(model.state_dict())
+    return copy
+
+
 def weight_format_quality(
     model: GPTModel, text_path: Path, checkpoint: Path | None, int8: bool
 ) -> dict[str, object]:
@@ -140,9 +148,7 @@ def weight_format_quality(
         weights = "random (gpt2-124M shape)"
 
         def fresh() -> GPTModel:
-            copy = GPTModel(model.cfg).to(device).eval()
-            copy.load_state_dict(model.state_dict())
-            return copy
+            return copy_of(model)
 
         tok = get_tokenizer(text_path.parent)
     ids = torch.tensor(tok.encode(text_path.read_text(encoding="utf-8")))
@@ -188,15 +194,10 @@ def main() -> None:
     hf = hf_model_from(model.cpu(), torch.float32).to(device)
     model.to(device)
     bf16_ok = device.type == "cuda" or torch.backends.mkldnn.is_available()
-    model_bf16 = GPTModel(model.cfg).to(device).eval() if bf16_ok else None
-    if model_bf16 is not None:
-        model_bf16.load_state_dict(model.state_dict())
-        model_bf16.to(torch.bfloat16)
+    model_bf16 = copy_of(model).to(torch.bfloat16) if bf16_ok else None
     model_int8 = None
     if bf16_ok and not args.no_compile and importlib.util.find_spec("torchao") is not None:
-        model_int8 = GPTModel(model.cfg).to(device).eval()
-        model_int8.load_state_dict(model.state_dict())
-        quantize(model_int8)  # int8 weights, bf16 activations
+        model_int8 = quantize(copy_of(model))  # int8 weights, bf16 activations
     # One compiled step per model: a frozen (CPU) step belongs to the weights it was built on.
     compiled = (
         {}

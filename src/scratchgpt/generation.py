@@ -297,13 +297,19 @@ def compile_decode_step(device_type: str) -> DecodeFn:
     if device_type == "cuda":
         return torch.compile(decode_step, mode="reduce-overhead", fullgraph=True, dynamic=False)
     compiled = torch.compile(decode_step, fullgraph=True, dynamic=False)
+    inductor_config = torch._inductor.config
 
     def frozen_decode_step(*args: Any) -> torch.Tensor:
-        # Freezing is read when a graph is compiled, which is the first call (and any
-        # recompile for new shapes), so it is set around every call, not around torch.compile.
-        # A per-call `options=` would not do: freezing is decided before options apply.
-        with torch._inductor.config.patch(freezing=True):
+        # Freezing is read when a graph is traced, which is the first call (and any recompile
+        # for new shapes), so it is set around every call, not around torch.compile: neither
+        # `options=` nor a wrapping backend is consulted early enough. A plain set and restore,
+        # not config.patch(), which costs about 145 us per call against 4 us on this CPU.
+        previous = inductor_config.freezing
+        inductor_config.freezing = True
+        try:
             return compiled(*args)
+        finally:
+            inductor_config.freezing = previous
 
     return frozen_decode_step
 
