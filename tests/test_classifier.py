@@ -181,28 +181,40 @@ def http_server(tmp_path):
         server.server_close()
 
 
-def test_download_extracts_caches_and_reuses(http_server, tmp_path, monkeypatch):
+def test_download_extracts_verifies_caches_and_reuses(
+    http_server, tmp_path, monkeypatch, shared_data
+):
     url, root = http_server
-    data = b'ham\tOk lar... Joking wif u oni...\nspam\tFree entry in 2 a wkly comp\nham\t"hi"\n'
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as z:
-        z.writestr("SMSSpamCollection", data)
-        z.writestr("readme", "the corpus readme")
-    (root / "sms.zip").write_bytes(buffer.getvalue())
+    data = shared_data("sms-spam.tsv").read_bytes()  # UCI's SMSSpamCollection, byte for byte
+
+    def zipped(member: bytes) -> bytes:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as z:
+            z.writestr("SMSSpamCollection", member)
+            z.writestr("readme", "the corpus readme")
+        return buffer.getvalue()
+
+    (root / "sms.zip").write_bytes(zipped(data))
     (root / "broken.zip").write_bytes(b"not a zip")
+    # A zip whose member was changed (one message edited) must not pass its pin.
+    (root / "changed.zip").write_bytes(zipped(data.replace(b"Ok lar", b"OK lar", 1)))
 
     monkeypatch.setenv("SCRATCHGPT_CACHE", str(tmp_path / "cache"))
     assert default_cache_dir() == tmp_path / "cache"
     path = download_sms_spam(url=f"{url}/sms.zip")
     assert path == tmp_path / "cache" / "sms-spam" / "SMSSpamCollection"
     assert path.read_bytes() == data
-    assert [ex.label for ex in read_labelled_file(path)] == ["ham", "spam", "ham"]
+    assert len(read_labelled_file(path)) == 5574
     (root / "sms.zip").unlink()  # the cached copy is used: no request is made
     assert download_sms_spam(url=f"{url}/sms.zip") == path
     with pytest.raises(DataError, match="could not download"):
         download_sms_spam(url=f"{url}/sms.zip", force=True)  # 404
+    assert path.read_bytes() == data  # a failed download leaves the cached file alone
     with pytest.raises(DataError, match="not a zip"):
         download_sms_spam(url=f"{url}/broken.zip", cache_dir=tmp_path / "c2")
+    with pytest.raises(DataError, match="pinned to"):
+        download_sms_spam(url=f"{url}/changed.zip", cache_dir=tmp_path / "c3")
+    assert not (tmp_path / "c3" / "sms-spam" / "SMSSpamCollection").exists()
     monkeypatch.delenv("SCRATCHGPT_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "scratchgpt"

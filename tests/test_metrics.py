@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from scratchgpt.config import ConfigError, GPTConfig, preset
+from scratchgpt.errors import MissingExtraError
 from scratchgpt.model import GPTModel, num_parameters
 from scratchgpt.training.metrics import (
     PEAK_FLOPS_ENV,
@@ -186,7 +187,7 @@ def test_tensorboard_scalars(tmp_path):
 
 def test_tensorboard_missing_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
-    with pytest.raises(ConfigError, match=re.escape("pip install 'scratchgpt[tensorboard]'")):
+    with pytest.raises(MissingExtraError, match=re.escape("pip install -e '.[tensorboard]'")):
         MetricsLogger(tmp_path, tensorboard=True)
     assert issubclass(ConfigError, ValueError)  # the CLI shows it as one line
 

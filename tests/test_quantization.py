@@ -10,7 +10,8 @@ import torch
 from scratchgpt import cli, quantization
 from scratchgpt.checkpoint import CheckpointError, save_checkpoint
 from scratchgpt.cli import main
-from scratchgpt.config import MissingExtraError, preset
+from scratchgpt.config import preset
+from scratchgpt.errors import MissingExtraError
 from scratchgpt.generation import Generator, generate
 from scratchgpt.model import GPTModel
 from scratchgpt.quantization import is_quantized, quantize

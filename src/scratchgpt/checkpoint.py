@@ -16,9 +16,6 @@ either the previous checkpoint or the new one, never a mix.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,20 +24,17 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file, save_model
 
-from .config import ConfigError, GPTConfig
+from .config import GPTConfig
+from .errors import CheckpointError, ConfigError, TokenizerError
+from .files import atomic_directory
 from .model import GPTModel
 from .quantization import is_quantized
-from .tokenizers import Tokenizer, TokenizerError, load_tokenizer
-from .tokenizers.base import current_umask
+from .tokenizers import Tokenizer, load_tokenizer
 
 FORMAT = "scratchgpt"
 VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-
-
-class CheckpointError(ValueError):
-    """A path that is not a readable checkpoint; the message says what is missing."""
 
 
 def save_checkpoint(
@@ -95,73 +89,9 @@ def save_checkpoint(
             extra(tmp)
         (tmp / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
-    return write_directory(
+    return atomic_directory(
         directory, write, replaceable=is_checkpoint, what="a scratchgpt checkpoint"
     )
-
-
-def write_directory(
-    directory: str | Path,
-    write: Callable[[Path], None],
-    *,
-    replaceable: Callable[[Path], bool],
-    what: str,
-) -> Path:
-    """Fill a fresh directory with ``write(tmp)`` and move it to ``directory`` atomically.
-
-    The files are written beside the target, fsynced and renamed into place, so a crash leaves
-    the old directory or the new one, never a mix. An existing ``directory`` is replaced only
-    when ``replaceable(directory)`` says it holds ``what`` (an earlier save), so a typo in an
-    output path never deletes someone's unrelated files.
-    """
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
-    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; use the usual mode
-    try:
-        write(tmp)
-        for f in tmp.iterdir():
-            os.chmod(f, 0o666 & ~current_umask())
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        _replace_dir(tmp, directory, replaceable=replaceable, what=what)
-        _fsync_dir(directory.parent)  # make the rename itself durable (power loss)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # some platforms cannot open a directory; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _replace_dir(
-    new: Path, target: Path, *, replaceable: Callable[[Path], bool], what: str
-) -> None:
-    """Move the finished directory ``new`` to ``target``, replacing an old save there."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    if not (target.is_dir() and (replaceable(target) or not any(target.iterdir()))):
-        raise CheckpointError(
-            f"{target} exists and is not {what}; refusing to overwrite it (choose another "
-            "output path, or delete it first)"
-        )
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    os.replace(target, old)  # rename(2) cannot replace a non-empty directory: two steps
-    os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def is_checkpoint(path: str | Path) -> bool:

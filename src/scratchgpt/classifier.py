@@ -32,8 +32,6 @@ import logging
 import math
 import random
 import time
-import urllib.error
-import urllib.request
 import zipfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -47,13 +45,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from .checkpoint import CheckpointError
-from .config import ConfigError
-from .data import DataError, cache_directory
+from .download import cache_directory, cached_download
+from .errors import CheckpointError, ConfigError, DataError, TokenizerError
+from .files import atomic_write, atomic_write_text
 from .model.encoder import EncoderConfig, TransformerClassifier
 from .model.gpt import eval_mode
-from .tokenizers import SimpleTokenizerV2, Tokenizer, TokenizerError, load_tokenizer
-from .tokenizers.base import atomic_write, atomic_write_text
+from .tokenizers import SimpleTokenizerV2, Tokenizer, load_tokenizer
 from .tokenizers.gpt2_files import ENDOFTEXT
 from .tokenizers.simple import UNK, split_words
 from .training.optim import lr_at, make_optimizer
@@ -66,6 +63,8 @@ default_cache_dir = cache_directory
 
 SMS_SPAM_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
 SMS_SPAM_MEMBER = "SMSSpamCollection"  # the data file inside UCI's zip
+# sha256 of SMSSpamCollection v.1 (5,574 messages, 477,907 bytes), the file inside that zip.
+SMS_SPAM_SHA256 = "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"
 
 FORMAT = "scratchgpt-classifier"
 VERSION = 1
@@ -126,44 +125,41 @@ def download_sms_spam(
     url: str = SMS_SPAM_URL,
     cache_dir: str | Path | None = None,
     force: bool = False,
-    timeout: float = 60.0,
 ) -> Path:
-    """The SMS Spam Collection file, downloaded from UCI once and cached; returns its path.
+    """The SMS Spam Collection file, downloaded from UCI once, verified and cached.
 
-    The zip is fetched with urllib, ``SMSSpamCollection`` is taken out of it, checked to
-    parse as labelled lines, and written atomically to ``CACHE/sms-spam/SMSSpamCollection``
-    (see :func:`scratchgpt.data.cache_directory`). Later calls return the cached file without
-    the network; ``force`` downloads again.
+    UCI serves a zip; ``SMSSpamCollection`` is taken out of it and must hash to its pinned
+    sha256 (:data:`SMS_SPAM_SHA256`) before it is written to
+    ``CACHE/sms-spam/SMSSpamCollection`` (see :func:`scratchgpt.download.cache_directory`).
+    Later calls return the cached file without the network; ``force`` downloads again.
     """
     target = cache_directory(cache_dir) / "sms-spam" / SMS_SPAM_MEMBER
-    if target.is_file() and not force:
-        return target
-    log.info("downloading the SMS Spam Collection from %s", url)
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            payload = response.read()
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise DataError(
-            f"could not download the SMS Spam Collection from {url} ({reason}); download the "
-            "zip by hand, extract SMSSpamCollection and pass it with --data FILE"
-        ) from exc
-    try:
-        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
-            members = [n for n in archive.namelist() if Path(n).name == SMS_SPAM_MEMBER]
-            if not members:
-                raise DataError(
-                    f"{url}: the zip holds no {SMS_SPAM_MEMBER} (it has "
-                    f"{', '.join(archive.namelist()) or 'nothing'})"
-                )
-            raw = archive.read(members[0])
-    except zipfile.BadZipFile as exc:
-        raise DataError(f"{url}: the download is not a zip file ({exc})") from exc
-    examples = parse_labelled_lines(raw.decode("utf-8", errors="replace"), source=url)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(target, lambda f: f.write(raw))
-    log.info("cached %d messages in %s", len(examples), target)
-    return target
+    hint = (
+        "Offline? Download the zip by hand, extract SMSSpamCollection and pass it with --data FILE"
+    )
+
+    def member(payload: bytes) -> bytes:
+        try:
+            with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+                names = [n for n in archive.namelist() if Path(n).name == SMS_SPAM_MEMBER]
+                if not names:
+                    raise DataError(
+                        f"{url}: the zip holds no {SMS_SPAM_MEMBER} (it has "
+                        f"{', '.join(archive.namelist()) or 'nothing'})"
+                    )
+                return archive.read(names[0])
+        except zipfile.BadZipFile as exc:
+            raise DataError(f"{url}: the download is not a zip file ({exc})") from None
+
+    return cached_download(
+        url,
+        target,
+        sha256=SMS_SPAM_SHA256,
+        name="the SMS Spam Collection",
+        hint=hint,
+        extract=member,
+        force=force,
+    )
 
 
 def load_sms_spam(path: str | Path | None = None) -> list[LabelledText]:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import MissingExtraError
+from .errors import ConfigError, MissingExtraError
 
 log = logging.getLogger("scratchgpt")
 
@@ -419,7 +419,7 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .config import ConfigError, load_run_config
+    from .config import load_run_config
     from .training import train
 
     overrides = _train_overrides(args)
@@ -460,7 +460,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     from .config import convert_config, load_run_config, read_config_file
-    from .tokenizers.base import atomic_write_text
+    from .files import atomic_write_text
 
     if args.config_command == "show":
         print(load_run_config(args.path).to_yaml(), end="")
@@ -533,8 +533,8 @@ def _load_model(args: argparse.Namespace, device: Any) -> tuple[Any, Any]:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from .device import pick_device
     from .generation import Generator, check_sampling
-    from .training import pick_device
 
     check_sampling(
         temperature=args.temperature,
@@ -674,8 +674,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .data import load_text
+    from .device import pick_device
     from .evaluation import perplexity
-    from .training import pick_device
 
     device = pick_device(args.device)
     model, tokenizer = _load_model(args, device)

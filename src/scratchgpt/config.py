@@ -10,13 +10,14 @@ checkpoint and the model is rebuilt from it, never from code.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import logging
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+
+from .errors import ConfigError, did_you_mean
 
 _T = TypeVar("_T")
 
@@ -28,20 +29,6 @@ WeightInit = Literal["gpt2", "torch"]
 WEIGHT_INITS: tuple[str, ...] = ("gpt2", "torch")
 
 
-class ConfigError(ValueError):
-    """A bad configuration value; the message names the field, the value and what is allowed."""
-
-
-class MissingExtraError(ImportError):
-    """An optional dependency is not installed; the message names the pip extra to install."""
-
-
-def _nearest(name: str, choices: list[str] | tuple[str, ...]) -> str:
-    """A 'did you mean' suffix, so a typo in a key or a name is fixed at a glance."""
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def strict_from_dict(cls: type[_T], d: Any, *, what: str) -> _T:
     """Build the dataclass ``cls`` from a plain mapping; an unknown key is an error naming it."""
     if not isinstance(d, dict):
@@ -49,7 +36,7 @@ def strict_from_dict(cls: type[_T], d: Any, *, what: str) -> _T:
     known = [f.name for f in fields(cls)]  # type: ignore[arg-type]
     unknown = [k for k in d if k not in known]
     if unknown:
-        hints = "; ".join(f"{k!r}{_nearest(k, known)}" for k in unknown)
+        hints = "; ".join(f"{k!r}{did_you_mean(k, known)}" for k in unknown)
         raise ConfigError(f"unknown {what} key(s): {hints}. Valid keys: {', '.join(known)}")
     return cls(**d)
 
@@ -131,12 +118,12 @@ class GPTConfig:
         if self.pos_encoding not in POS_ENCODINGS:
             raise ConfigError(
                 f"pos_encoding={self.pos_encoding!r}: must be one of {', '.join(POS_ENCODINGS)}"
-                f"{_nearest(str(self.pos_encoding), POS_ENCODINGS)}"
+                f"{did_you_mean(str(self.pos_encoding), POS_ENCODINGS)}"
             )
         if self.init not in WEIGHT_INITS:
             raise ConfigError(
                 f"init={self.init!r}: must be one of {', '.join(WEIGHT_INITS)}"
-                f"{_nearest(str(self.init), WEIGHT_INITS)}"
+                f"{did_you_mean(str(self.init), WEIGHT_INITS)}"
             )
         if self.pos_encoding == "sinusoidal" and self.emb_dim % 2 != 0:
             raise ConfigError(
@@ -235,7 +222,7 @@ def preset(name: str, **overrides: Any) -> GPTConfig:
     """
     if name not in PRESETS:
         raise ConfigError(
-            f"unknown preset {name!r}{_nearest(name, list(PRESETS))}. "
+            f"unknown preset {name!r}{did_you_mean(name, list(PRESETS))}. "
             f"Valid presets: {', '.join(PRESETS)}"
         )
     return GPTConfig.from_dict({**PRESETS[name], **overrides})
@@ -335,9 +322,7 @@ class TrainConfig:
         False,
     )
     fsdp: bool = _help("shard parameters over the processes (FSDP2) instead of DDP", False)
-    tensorboard: bool = _help(
-        "also write TensorBoard logs (pip install scratchgpt[tensorboard])", False
-    )
+    tensorboard: bool = _help("also write TensorBoard logs (the tensorboard extra)", False)
     seed: int = _help("random seed (init, batches, dropout, samples)", 1337)
     device: str = _help("auto, cpu, cuda, cuda:N or mps", "auto")
 
@@ -400,7 +385,7 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise ConfigError(
                 f"training.precision={self.precision!r}: must be one of {', '.join(PRECISIONS)}"
-                f"{_nearest(self.precision, PRECISIONS)}"
+                f"{did_you_mean(self.precision, PRECISIONS)}"
             )
 
 
@@ -437,7 +422,7 @@ class DataConfig:
         if self.loader not in LOADERS:
             raise ConfigError(
                 f"data.loader={self.loader!r}: must be one of {', '.join(LOADERS)}"
-                f"{_nearest(self.loader, LOADERS)}"
+                f"{did_you_mean(self.loader, LOADERS)}"
             )
         if not self.source:
             raise ConfigError("data.source is empty: name a corpus, a file or a directory")
@@ -534,7 +519,7 @@ class RunConfig:
             raise ConfigError(f"a run config must be a mapping of sections, got {d!r}")
         unknown = [k for k in d if k not in SECTIONS]
         if unknown:
-            hints = "; ".join(f"{k!r}{_nearest(str(k), SECTIONS)}" for k in unknown)
+            hints = "; ".join(f"{k!r}{did_you_mean(str(k), SECTIONS)}" for k in unknown)
             raise ConfigError(
                 f"unknown section(s) {hints}: a run config has the sections {', '.join(SECTIONS)}"
             )
@@ -626,7 +611,7 @@ def _check_keys(cls: Any, d: dict[str, Any], section: str, *, extra: tuple[str, 
     hints = []
     for key in unknown:
         alias = ALIASES.get(section, {}).get(str(key))
-        hint = f" (did you mean {alias!r}?)" if alias else _nearest(str(key), known)
+        hint = f" (did you mean {alias!r}?)" if alias else did_you_mean(str(key), known)
         hints.append(f"{section}.{key}{hint}")
     raise ConfigError(
         f"unknown key(s) {'; '.join(hints)}. Valid keys of {section}: {', '.join(known)}"
@@ -723,7 +708,7 @@ def apply_overrides(d: dict[str, Any], overrides: dict[str, Any]) -> dict[str, A
             )
         if section not in SECTIONS:
             raise ConfigError(
-                f"override {key!r}: unknown section {section!r}{_nearest(section, SECTIONS)}"
+                f"override {key!r}: unknown section {section!r}{did_you_mean(section, SECTIONS)}"
             )
         out.setdefault(section, {})
         if out[section] is None:
@@ -826,7 +811,7 @@ def convert_config(data: dict[str, Any]) -> RunConfig:
             continue
         if target is None:
             raise ConfigError(
-                f"cannot convert key {key!r}{_nearest(key, list(owner))}: no scratchgpt "
+                f"cannot convert key {key!r}{did_you_mean(key, list(owner))}: no scratchgpt "
                 "setting corresponds to it"
             )
         out.setdefault(target, {})[name] = value

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .config import ConfigError
-from .data import DataError
+from .errors import ConfigError, DataError
 from .model import GPTModel, eval_mode
 
 

@@ -48,12 +48,13 @@ from .checkpoint import (
     is_checkpoint,
     load_checkpoint,
     run_checkpoints,
-    write_directory,
 )
-from .config import ConfigError, GPTConfig, _nearest
+from .config import GPTConfig
+from .errors import ConfigError, TokenizerError, did_you_mean, missing_extra
+from .files import atomic_directory, atomic_write_text
 from .model import GPTModel
-from .tokenizers import TiktokenTokenizer, Tokenizer, TokenizerError, get_tokenizer
-from .tokenizers.base import TOKENIZER_FILE, atomic_write_text, load_tokenizer
+from .tokenizers import TiktokenTokenizer, Tokenizer, get_tokenizer
+from .tokenizers.base import TOKENIZER_FILE, load_tokenizer
 from .tokenizers.gpt2_files import ENDOFTEXT, bytes_to_unicode
 from .tokenizers.tiktoken_bpe import GPT2_PATTERN
 
@@ -461,10 +462,11 @@ def _import_tensorflow(directory: Path) -> Any:
     try:
         import tensorflow as tf
     except ImportError as exc:
-        raise CheckpointError(
-            f"{directory} is OpenAI's TensorFlow release of GPT-2; reading it needs "
-            "TensorFlow: pip install 'scratchgpt[tf]' (tensorflow-cpu). The same weights load "
-            "without it from the Hugging Face hub: scratchgpt download gpt2"
+        raise missing_extra(
+            "tensorflow-cpu",
+            "tf",
+            f"{directory} is OpenAI's TensorFlow release of GPT-2 (the same weights load without "
+            "it from the Hugging Face hub: scratchgpt download gpt2); reading it",
         ) from exc
     return tf
 
@@ -520,16 +522,18 @@ def download_gpt2(name: str, *, cache_dir: str | Path | None = None) -> Path:
     repo = hub_repo(name)
     if repo is None:
         raise CheckpointError(
-            f"unknown GPT-2 name {name!r}{_nearest(name, GPT2_NAMES)}: use one of "
+            f"unknown GPT-2 name {name!r}{did_you_mean(name, GPT2_NAMES)}: use one of "
             f"{', '.join(GPT2_NAMES)}, or a local directory"
         )
     try:
         import huggingface_hub
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
     except ImportError as exc:
-        raise CheckpointError(
-            f"downloading {name!r} needs huggingface_hub: pip install 'scratchgpt[hf]'; or "
-            "pass a local directory holding config.json + model.safetensors"
+        raise missing_extra(
+            "huggingface_hub",
+            "hf",
+            f"downloading {name!r} (or pass a local directory with config.json + "
+            "model.safetensors)",
         ) from exc
     offline = _hub_offline()
     cache = cache_dir or os.environ.get("HF_HUB_CACHE") or None
@@ -708,7 +712,7 @@ def _locate(name_or_path: str | Path) -> tuple[Path, str]:
     if hub_repo(str(name_or_path)) is None:
         raise CheckpointError(
             f"{str(name_or_path)!r} is neither a directory nor a GPT-2 name"
-            f"{_nearest(str(name_or_path), GPT2_NAMES)}: use one of {', '.join(GPT2_NAMES)}"
+            f"{did_you_mean(str(name_or_path), GPT2_NAMES)}: use one of {', '.join(GPT2_NAMES)}"
         )
     return download_gpt2(str(name_or_path)), "hf"
 
@@ -831,7 +835,7 @@ def export_hf(model: GPTModel, tokenizer: Tokenizer | None, directory: str | Pat
                 tokenizer.kind,
             )
 
-    out = write_directory(
+    out = atomic_directory(
         directory, write, replaceable=_is_hf_gpt2_dir, what="a Hugging Face GPT-2 export"
     )
     log.info("exported %s tensors to %s", len(tensors), out)

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from .config import MissingExtraError
+from .errors import missing_extra
 from .model import GPTModel
 
 QUANTIZATIONS = ("int8",)
@@ -59,9 +59,7 @@ def quantize(model: GPTModel, method: str = "int8") -> GPTModel:
         with _quiet_import():
             from torchao.quantization import Int8WeightOnlyConfig, quantize_
     except ImportError as exc:
-        raise MissingExtraError(
-            "int8 quantization needs torchao: pip install 'scratchgpt[quant]'"
-        ) from exc
+        raise missing_extra("torchao", "quant", "int8 quantization") from exc
     model.to(torch.bfloat16)
     # quantize_ gives each Linear a new int8 weight; a tied embedding keeps the float tensor.
     quantize_(model, Int8WeightOnlyConfig())

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .analysis import LayerStats, attention_weights, hidden_states, layer_statistics
-from .config import MissingExtraError
+from .errors import missing_extra
 from .model.positional import similarity_by_distance, sinusoidal_encoding, sinusoidal_table
 from .tokenizers import Tokenizer
 from .tokenizers.tools import token_text
@@ -47,9 +47,7 @@ def new_figure(figsize: tuple[float, float], *, dpi: int = DPI) -> Figure:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise MissingExtraError(
-            "plotting needs matplotlib: pip install 'scratchgpt[plot]' (or pip install matplotlib)"
-        ) from exc
+        raise missing_extra("matplotlib", "plot", "plotting") from exc
     fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)  # attaches itself as the figure's canvas
     return fig

@@ -1,10 +1,11 @@
 """Data: named corpora, local files and Hugging Face datasets; token shards; training windows."""
 
+from ..errors import DataError
 from .corpora import CORPORA, DOWNLOADS, cache_directory, corpus_path, pydocs_text
 from .loaders import RandomWindows, SequentialWindows, WindowLoader
 from .shards import PreparedData, is_prepared, load_prepared, prepare, token_dtype
 from .sources import iter_documents, load_text, resolve_sources
-from .windows import DataError, SlidingWindowDataset, create_dataloader, split_ids
+from .windows import SlidingWindowDataset, create_dataloader, split_ids
 
 __all__ = [
     "CORPORA",

@@ -26,7 +26,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from .windows import DataError
+from ..errors import DataError
 
 TokenArray = np.ndarray | torch.Tensor | Sequence[int]
 

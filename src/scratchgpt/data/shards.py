@@ -52,11 +52,10 @@ from typing import Any
 
 import numpy as np
 
-from ..tokenizers import Tokenizer, TokenizerError, get_tokenizer, load_tokenizer
-from ..tokenizers.base import atomic_write, atomic_write_text
-from .corpora import file_sha256
+from ..errors import DataError, TokenizerError
+from ..files import atomic_write, atomic_write_text, file_sha256
+from ..tokenizers import Tokenizer, get_tokenizer, load_tokenizer
 from .sources import DataSpec, iter_document_pieces, sources_fingerprint
-from .windows import DataError
 
 log = logging.getLogger(__name__)
 

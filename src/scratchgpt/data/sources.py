@@ -10,7 +10,7 @@ A spec is one of
 - a directory (its .txt, .jsonl and .parquet files, recursively, in sorted order, hidden ones
   skipped) or a glob (``shards/*.parquet``, ``**`` recurses);
 - ``hf:NAME[:CONFIG][@SPLIT]``: a Hugging Face dataset through the optional ``datasets``
-  library (``pip install 'scratchgpt[data]'``), streamed by default so ten billion tokens
+  library (the ``data`` extra), streamed by default so ten billion tokens
   never have to fit on disk: ``hf:HuggingFaceFW/fineweb-edu:sample-10BT``,
   ``hf:roneneldan/TinyStories@validation``. NAME may also be a local file or directory, which
   ``datasets`` then reads with its json / parquet / text builders.
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ..errors import DataError, missing_extra
 from .corpora import CORPORA, DOWNLOADS, corpus_path, pydocs_text
-from .windows import DataError
 
 log = logging.getLogger(__name__)
 
@@ -377,9 +377,7 @@ def _parquet_texts(src: Source, text_field: str) -> Iterator[str]:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise DataError(
-            f"reading {src.where} needs pyarrow: pip install 'scratchgpt[data]'"
-        ) from None
+        raise missing_extra("pyarrow", "data", f"reading {src.where}") from None
     try:
         parquet = pq.ParquetFile(src.location)
     except (pa.ArrowException, OSError) as exc:
@@ -408,10 +406,7 @@ def _hf_texts(
     try:
         import datasets
     except ImportError:
-        raise DataError(
-            f"hf:{src.location} needs the Hugging Face datasets library: "
-            "pip install 'scratchgpt[data]'"
-        ) from None
+        raise missing_extra("datasets", "data", f"hf:{src.location}") from None
     options: dict[str, Any] = {"split": src.split, "streaming": streaming}
     if cache_dir is not None:  # an explicit cache holds everything, datasets' files included
         options["cache_dir"] = str(Path(cache_dir) / "huggingface")

@@ -14,9 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-
-class DataError(ValueError):
-    """Data that cannot make the examples asked for; the message says what to change."""
+from ..errors import DataError
 
 
 class SlidingWindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):

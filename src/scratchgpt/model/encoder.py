@@ -42,12 +42,11 @@ from ..config import (
     ATTENTION_IMPLS,
     POS_ENCODINGS,
     AttentionImpl,
-    ConfigError,
     GPTConfig,
     PosEncoding,
-    _nearest,
     strict_from_dict,
 )
+from ..errors import ConfigError, did_you_mean
 from .attention import MultiHeadAttention
 from .layers import GELU, LayerNorm
 from .positional import positional_encoding
@@ -108,7 +107,7 @@ class EncoderConfig:
             if value not in allowed:
                 raise ConfigError(
                     f"{name}={value!r}: must be one of {', '.join(allowed)}"
-                    f"{_nearest(str(value), allowed)}"
+                    f"{did_you_mean(str(value), allowed)}"
                 )
         if self.pos_encoding == "sinusoidal" and self.d_model % 2 != 0:
             raise ConfigError(

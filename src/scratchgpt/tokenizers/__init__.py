@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import TOKENIZER_FILE, Tokenizer, TokenizerError, load_tokenizer
+from ..errors import TokenizerError
+from .base import TOKENIZER_FILE, Tokenizer, load_tokenizer
 from .bpe import BPETokenizer
 from .char import CharTokenizer
 from .simple import SimpleTokenizerV1, SimpleTokenizerV2

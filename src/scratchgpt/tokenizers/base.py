@@ -9,20 +9,17 @@ directory, and :func:`load_tokenizer` rebuilds it from the ``"type"`` field.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
+
+from ..errors import TokenizerError
+from ..files import atomic_write_text
 
 TOKENIZER_FILE = "tokenizer.json"
 
 T = TypeVar("T", bound="Tokenizer")
-
-
-class TokenizerError(ValueError):
-    """Text or ids a tokenizer cannot handle, or a tokenizer file that cannot be read."""
 
 
 class Tokenizer(ABC):
@@ -114,27 +111,6 @@ class Tokenizer(ABC):
         return f"{type(self).__name__}(vocab_size={self.vocab_size})"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file, fsync and rename, so a crash never leaves half a file."""
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
-
-
-def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
-    """Call ``write(binary_file)`` on a temporary sibling of ``path`` and rename it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; use the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def load_tokenizer(path: str | Path) -> Tokenizer:
     """Load a tokenizer saved by :meth:`Tokenizer.save` (a directory or its tokenizer.json)."""
     path = Path(path)
@@ -158,10 +134,3 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
             f"{', '.join(sorted(Tokenizer._registry))}"
         )
     return cls.from_dict(data, file.parent)
-
-
-def current_umask() -> int:
-    """The process umask (read by setting and restoring it; there is no getter)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -39,7 +39,8 @@ from typing import Any, Literal
 
 import regex
 
-from .base import Tokenizer, TokenizerError
+from ..errors import TokenizerError
+from .base import Tokenizer
 from .gpt2_files import ENDOFTEXT, bytes_to_unicode, read_gpt2_files
 from .tiktoken_bpe import GPT2_PATTERN
 

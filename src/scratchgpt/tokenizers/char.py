@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .base import Tokenizer, TokenizerError
+from ..errors import TokenizerError
+from .base import Tokenizer
 
 
 class CharTokenizer(Tokenizer):

@@ -14,7 +14,7 @@ import json
 from functools import cache
 from pathlib import Path
 
-from .base import TokenizerError
+from ..errors import TokenizerError
 
 ENDOFTEXT = "<|endoftext|>"
 

@@ -15,7 +15,9 @@ from typing import Any, Literal
 
 import tiktoken
 
-from .base import Tokenizer, TokenizerError, atomic_write_text
+from ..errors import TokenizerError
+from ..files import atomic_write_text
+from .base import Tokenizer
 from .gpt2_files import ENDOFTEXT, read_gpt2_files
 
 # GPT-2's pre-tokenisation regex: contractions, letters, numbers, other symbols, whitespace;

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from .base import Tokenizer, TokenizerError
+from ..errors import TokenizerError
+from .base import Tokenizer
 from .bpe import DEFAULT_SPECIAL_TOKENS, BPETokenizer, SpecialTokens, read_text_file
 from .tiktoken_bpe import TiktokenTokenizer
 

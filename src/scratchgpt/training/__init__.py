@@ -1,16 +1,9 @@
 """Training: the optimiser and schedule, the resumable loop, metrics, distributed setup."""
 
 from ..config import RunConfig, TrainConfig
+from ..errors import TrainingError
 from .optim import lr_at, make_optimizer
-from .trainer import (
-    TrainingError,
-    TrainResult,
-    evaluate,
-    latest_run,
-    pick_device,
-    resolve_precision,
-    train,
-)
+from .trainer import TrainResult, evaluate, latest_run, train
 
 __all__ = [
     "RunConfig",
@@ -21,7 +14,5 @@ __all__ = [
     "latest_run",
     "lr_at",
     "make_optimizer",
-    "pick_device",
-    "resolve_precision",
     "train",
 ]

@@ -28,7 +28,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -36,7 +35,9 @@ from typing import Any
 
 import torch
 
-from ..config import ConfigError, GPTConfig
+from ..config import GPTConfig
+from ..errors import ConfigError, missing_extra
+from ..files import atomic_write_text
 from ..params import parameter_breakdown
 
 log = logging.getLogger(__name__)
@@ -182,22 +183,6 @@ def mfu(
 # --- metrics.jsonl and TensorBoard --------------------------------------------------------------
 
 
-def _replace_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so a crash leaves either the old file or the new, never half:
-    a temporary file in the same directory, flushed to disk, then renamed over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _kept_lines(path: Path, resume_step: int | None) -> tuple[list[str], int]:
     """The lines of ``path`` worth keeping, and how many were dropped: rows logged after
     ``resume_step`` (by a run that died after its last checkpoint: the resumed run logs those
@@ -257,7 +242,7 @@ class MetricsLogger:
                 log.info(
                     "%s: dropped %d row(s) logged after step %s", self.path, dropped, resume_step
                 )
-                _replace_atomically(self.path, "".join(line + "\n" for line in kept))
+                atomic_write_text(self.path, "".join(line + "\n" for line in kept))
         if tensorboard:
             self._writer = _summary_writer(
                 self.path.parent / "tensorboard",
@@ -305,9 +290,8 @@ def _summary_writer(log_dir: Path, *, purge_step: int | None) -> Any:
         # Imported here: TensorBoard is an optional extra, and importing it is slow.
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as exc:
-        raise ConfigError(
-            "tensorboard logging needs the tensorboard package: pip install "
-            "'scratchgpt[tensorboard]' (or pip install tensorboard), or turn tensorboard off"
+        raise missing_extra(
+            "tensorboard", "tensorboard", "training.tensorboard (turn it off, or install it)"
         ) from exc
     # purge_step hides the events a crashed run wrote at or after it, as the JSONL is cut.
     return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)

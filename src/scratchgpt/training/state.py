@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..checkpoint import CheckpointError
+from ..errors import CheckpointError
 
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"

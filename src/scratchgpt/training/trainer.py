@@ -12,7 +12,7 @@ cosine schedule, gradient accumulation, clipping, fused AdamW, bf16 autocast.
 Never losing work:
 
 - a checkpoint is a complete directory written beside its final name and renamed into place
-  (:func:`scratchgpt.checkpoint.write_directory`), so killing the process at any instant
+  (:func:`scratchgpt.files.atomic_directory`), so killing the process at any instant
   leaves the previous checkpoint intact; the last K are kept, plus the best by validation loss;
 - it holds the full state (weights, AdamW moments, step, tokens seen, data position, RNG
   states, loss scaler), and a batch is a pure function of its number
@@ -36,8 +36,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import shutil
 import signal
 import threading
 import time
@@ -60,12 +58,14 @@ from ..checkpoint import (
     run_checkpoints,
     save_checkpoint,
 )
-from ..config import ConfigError, GPTConfig, RunConfig, TrainConfig, load_run_config, preset
-from ..data import DataError, RandomWindows, SequentialWindows, WindowLoader, load_text
+from ..config import GPTConfig, RunConfig, TrainConfig, load_run_config, preset
+from ..data import RandomWindows, SequentialWindows, WindowLoader, load_text
+from ..device import autocast, pick_device, resolve_precision
+from ..errors import ConfigError, DataError, TrainingError
+from ..files import atomic_write_text, point_symlink, remove_tree
 from ..generation import generate
 from ..model import GPTModel, eval_mode, lm_loss, num_parameters
 from ..tokenizers import Tokenizer, get_tokenizer
-from ..tokenizers.base import atomic_write_text
 from . import distributed
 from .metrics import MetricsLogger, log_to_file, mfu
 from .optim import lr_at, make_optimizer
@@ -75,10 +75,6 @@ log = logging.getLogger(__name__)
 
 RUNS_DIR = Path("runs")
 CONFIG_FILE = "config.yaml"
-
-
-class TrainingError(ValueError):
-    """Training cannot go on (a non-finite loss, out of memory); the message says what to do."""
 
 
 @dataclass
@@ -104,49 +100,6 @@ class TrainResult:
         return self.evaluations[-1]["val_loss"]
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """ "auto" picks CUDA, then Apple's MPS, then the CPU."""
-    if name != "auto":
-        try:
-            device = torch.device(name)
-        except RuntimeError as exc:
-            raise ConfigError(
-                f"device={name!r}: {exc} (use auto, cpu, cuda, cuda:N or mps)"
-            ) from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"device={name!r}: CUDA is not available on this machine")
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """The autocast dtype for ``training.precision`` on ``device`` (float32: no autocast).
-
-    "auto" is bf16 on GPUs that have it (same exponent range as fp32: no loss scaling
-    needed), fp16 with a GradScaler on older GPUs, and fp32 elsewhere.
-    """
-    if precision == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(
-            "training.precision=bf16: this GPU has no bf16 support; use fp16 (with loss "
-            "scaling) or auto"
-        )
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-def _autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager[Any]:
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
@@ -161,7 +114,7 @@ def evaluate(
     with eval_mode(model):
         for i in range(batches):
             x, y = loader.batch(i)
-            with _autocast(device, dtype):
+            with autocast(device, dtype):
                 total += lm_loss(model(x.to(device)), y.to(device))
     return total.item() / batches
 
@@ -588,7 +541,7 @@ def _train(
     if writing:
         run_dir.mkdir(parents=True, exist_ok=True)
         for stale in (run_dir / "checkpoints").glob(f".{STEP_PREFIX}*"):  # a killed save
-            _remove_tree(stale)
+            remove_tree(stale)
         atomic_write_text(run_dir / CONFIG_FILE, run.to_yaml())
     tokens_per_step = t.batch_size * t.grad_accum * cfg.context_length
     log.info(
@@ -902,7 +855,7 @@ def _step(
         last = micro == local_accum - 1
         # Gradients are averaged across processes only on the last micro-step: syncing on
         # every one would cost grad_accum all-reduces for the same result.
-        with _no_sync(train_model, t, sync=last), _autocast(device, dtype):
+        with _no_sync(train_model, t, sync=last), autocast(device, dtype):
             loss = loss_fn(train_model, x, y) / local_accum
         scaler.scale(loss).backward()
         total += loss.detach()
@@ -962,33 +915,10 @@ def _prune(run_dir: Path, *, keep_last: int, best_step: int | None) -> None:
     keep = {s for s, _ in steps[-keep_last:]}
     if best_step is not None:
         keep.add(best_step)
-        _point(run_dir / "checkpoints" / "best", f"{STEP_PREFIX}{best_step:08d}")
+        point_symlink(run_dir / "checkpoints" / "best", f"{STEP_PREFIX}{best_step:08d}")
     for s, path in steps:
         if s not in keep:
-            _remove_tree(path)
-
-
-def _point(link: Path, target: str) -> None:
-    """Make ``link`` a symlink to ``target``, atomically (a new link renamed over the old)."""
-    tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}")
-    try:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        tmp.symlink_to(target)
-        os.replace(tmp, link)
-    except OSError:  # no symlinks here (some Windows setups): the step directories suffice
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-
-
-def _remove_tree(path: Path) -> None:
-    # Rename first: a crash in the middle of deleting never leaves a half checkpoint under a
-    # name that looks complete.
-    doomed = path.with_name(f".{path.name}.deleting")
-    with contextlib.suppress(OSError):
-        os.replace(path, doomed)
-        path = doomed
-    shutil.rmtree(path, ignore_errors=True)
+            remove_tree(path)
 
 
 def _last_val(history: list[dict[str, Any]]) -> float:
