@@ -125,3 +125,15 @@ def format_breakdown(breakdown: ParamCount) -> str:
         else f"{name:<{name_w}}  {'':<{formula_w}}  {count:>{count_w}}"
         for name, formula, count in rows
     )
+
+
+def count_parameters(cfg: GPTConfig) -> int:
+    """``sum(p.numel())`` of a real model of this shape, built on PyTorch's meta device: shapes
+    only, no memory or init time, so it is instant even for GPT-2 XL. The independent check
+    of :func:`parameter_breakdown`'s arithmetic."""
+    import torch
+
+    from .model import GPTModel, num_parameters
+
+    with torch.device("meta"):
+        return num_parameters(GPTModel(cfg))

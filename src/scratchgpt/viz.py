@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .analysis import LayerStats, attention_weights, hidden_states, layer_statistics
-from .errors import missing_extra
+from .errors import ConfigError, missing_extra
 from .model.positional import similarity_by_distance, sinusoidal_encoding, sinusoidal_table
 from .tokenizers import Tokenizer
 from .tokenizers.tools import token_text
@@ -240,13 +240,22 @@ def plot_positional_encoding(
     n_positions: int = 64,
     dim: int = 64,
     learned: torch.Tensor | None = None,
+    checkpoint: str | Path | None = None,
     out: str | Path | None = None,
     figsize: tuple[float, float] = (15.0, 4.2),
     dpi: int = DPI,
 ) -> Figure:
     """The sinusoidal encoding: the (T, C) table as a heatmap, a few of its waves, and the
     similarity of two positions against their distance. ``learned`` (T', C') adds a learned
-    table's similarity curve (e.g. ``model.pos_emb.weight``) for comparison."""
+    table's similarity curve (e.g. ``model.pos_emb.weight``) for comparison; ``checkpoint``
+    takes that table from a trained GPT."""
+    if checkpoint is not None:
+        from .checkpoint import load_checkpoint
+
+        model, _ = load_checkpoint(checkpoint)
+        if model.cfg.pos_encoding != "learned":
+            raise ConfigError(f"{checkpoint} has no learned position table to compare")
+        learned = model.pos_emb.weight[:n_positions]
     table = sinusoidal_table(n_positions, dim)  # (T, C)
     fig = new_figure(figsize, dpi=dpi)
     ax_map, ax_waves, ax_sim = fig.subplots(1, 3)
@@ -479,3 +488,58 @@ def plot_classifier_layers(
     ids, mask = classifier.encode([text])
     stats = layer_statistics(hidden_states(classifier.model, ids, padding_mask=mask), mask=mask)
     return plot_layer_stats(stats, title=f"{ids.size(1)} tokens", out=out, dpi=dpi)
+
+
+# --- a saved model, by path: a GPT checkpoint, GPT-2, or a trained classifier ---------------------
+
+
+def plot_attention_of(
+    checkpoint: str | Path | None,
+    text: str,
+    *,
+    init_from: str | Path | None = None,
+    layer: int = 0,
+    head: int | None = 0,
+    out: str | Path | None = None,
+) -> Figure:
+    """:func:`plot_model_attention` or :func:`plot_classifier_attention` for whatever model
+    ``checkpoint`` holds (a GPT checkpoint or run, a classifier run; default: the latest run),
+    or for the pretrained weights ``init_from``."""
+    classifier = _classifier_at(checkpoint)
+    if classifier is not None:
+        return plot_classifier_attention(classifier, text, layer=layer, head=head, out=out)
+    model, tokenizer = _gpt_at(checkpoint, init_from)
+    return plot_model_attention(model, tokenizer, text, layer=layer, head=head, out=out)
+
+
+def plot_layers_of(
+    checkpoint: str | Path | None,
+    text: str,
+    *,
+    init_from: str | Path | None = None,
+    out: str | Path | None = None,
+) -> Figure:
+    """:func:`plot_model_layers` or :func:`plot_classifier_layers` for the model at
+    ``checkpoint`` (as :func:`plot_attention_of`)."""
+    classifier = _classifier_at(checkpoint)
+    if classifier is not None:
+        return plot_classifier_layers(classifier, text, out=out)
+    model, tokenizer = _gpt_at(checkpoint, init_from)
+    return plot_model_layers(model, tokenizer, text, out=out)
+
+
+def _classifier_at(checkpoint: str | Path | None) -> TextClassifier | None:
+    from .classifier import TextClassifier, is_classifier
+
+    if checkpoint is None or not is_classifier(checkpoint):
+        return None
+    return TextClassifier.load(checkpoint)
+
+
+def _gpt_at(checkpoint: str | Path | None, init_from: str | Path | None) -> tuple[Any, Tokenizer]:
+    from .inference import load_model
+
+    model, tokenizer = load_model(checkpoint, init_from=init_from, device="cpu")
+    if tokenizer is None:
+        raise ConfigError("this model has no tokenizer to turn the text into ids")
+    return model, tokenizer

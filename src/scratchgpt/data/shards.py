@@ -54,8 +54,8 @@ import numpy as np
 
 from ..errors import DataError, TokenizerError
 from ..files import atomic_write, atomic_write_text, file_sha256
-from ..tokenizers import Tokenizer, get_tokenizer, load_tokenizer
-from .sources import DataSpec, iter_document_pieces, sources_fingerprint
+from ..tokenizers import LEARNED_TOKENIZERS, Tokenizer, get_tokenizer, load_tokenizer
+from .sources import DataSpec, iter_document_pieces, load_text, sources_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -164,16 +164,22 @@ def prepare(
     text_field: str = "text",
     cache_dir: str | Path | None = None,
     streaming: bool = True,
+    vocab_size: int | None = None,
 ) -> Path:
     """Tokenize ``source`` into shards of ``shard_tokens`` ids in ``out_dir``; returns it.
 
     ``tokenizer`` is a Tokenizer or a name/path for :func:`get_tokenizer` ("gpt2", a saved
-    tokenizer, a directory with OpenAI's two files). ``num_workers`` processes tokenize
-    (default: every core). Re-running with the same arguments resumes an interrupted run, or
-    returns at once when the output is complete and intact; other arguments start it over.
+    tokenizer, a directory with OpenAI's two files), or "char", "simple" or "bpe" (of
+    ``vocab_size`` ids), which are first built from the whole of ``source``. ``num_workers``
+    processes tokenize (default: every core). Re-running with the same arguments resumes an
+    interrupted run, or returns at once when the output is complete and intact; other
+    arguments start it over.
     """
     if not isinstance(tokenizer, Tokenizer):
-        tokenizer = get_tokenizer(tokenizer)
+        text = None
+        if str(tokenizer) in LEARNED_TOKENIZERS:  # these learn their vocabulary from the data
+            text = load_text(source, text_field=text_field, cache_dir=cache_dir)
+        tokenizer = get_tokenizer(tokenizer, text=text, vocab_size=vocab_size)
     if not 0.0 <= val_fraction < 1.0:
         raise DataError(f"val_fraction={val_fraction}: must be at least 0 and less than 1")
     if shard_tokens < 1:

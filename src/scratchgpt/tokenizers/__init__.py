@@ -21,6 +21,8 @@ from .tiktoken_bpe import TiktokenTokenizer
 from .tools import explain_encoding, train_bpe_files
 
 TOKENIZER_NAMES: tuple[str, ...] = ("gpt2", "char", "simple", "bpe")
+# The names whose vocabulary is learnt from the training text itself.
+LEARNED_TOKENIZERS: tuple[str, ...] = ("char", "simple", "bpe")
 # OpenAI's names for GPT-2's two files, Hugging Face's names for the same data, and the
 # prefixed names some copies use.
 GPT2_FILE_NAMES = (
@@ -30,6 +32,7 @@ GPT2_FILE_NAMES = (
 )
 
 __all__ = [
+    "LEARNED_TOKENIZERS",
     "TOKENIZER_NAMES",
     "BPETokenizer",
     "CharTokenizer",

@@ -1,0 +1,91 @@
+"""Load a model to run it: a checkpoint, a run's latest one, or pretrained GPT-2, in one call.
+
+``generate``, ``eval`` and the plots all start the same way: find the weights (a checkpoint
+or run directory, ``--init-from`` a GPT-2 name or directory, or by default the latest run),
+put them on a device in a number format, optionally crop the context, quantize, or swap the
+tokenizer. This is that sequence, once, in a fixed order: the format is chosen as the weights
+load (a bf16 copy never exists in fp32 first), the crop happens before quantizing (the
+position table is not a Linear), and a replacement tokenizer is checked against the vocabulary.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from .device import pick_device
+from .errors import ConfigError
+from .model import GPTModel
+from .tokenizers import Tokenizer, get_tokenizer
+
+log = logging.getLogger(__name__)
+
+# Weight formats for inference, by the names of their torch dtypes.
+DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
+
+
+def inference_dtype(name: str | None) -> torch.dtype | None:
+    """The torch dtype called ``name`` ("float32", "bfloat16", "float16"); None keeps the
+    format the weights were saved in."""
+    if name is None:
+        return None
+    if name not in DTYPES:
+        raise ConfigError(f"dtype={name!r}: must be one of {', '.join(DTYPES)}")
+    return getattr(torch, name)
+
+
+def load_model(
+    checkpoint: str | Path | None = None,
+    *,
+    init_from: str | Path | None = None,
+    device: str | torch.device = "auto",
+    dtype: str | None = None,
+    quantize: str | None = None,
+    context_length: int | None = None,
+    tokenizer: str | Path | None = None,
+) -> tuple[GPTModel, Tokenizer | None]:
+    """The model and tokenizer to run: ``init_from`` pretrained weights, else ``checkpoint``
+    (a checkpoint or run directory), else the latest run under ``runs/``.
+
+    ``dtype`` casts the weights as they load; ``quantize`` ("int8") makes the Linear weights
+    int8 with bf16 activations; ``context_length`` crops the position table; ``tokenizer``
+    replaces the saved one (its ids must fit the model's vocabulary). The tokenizer is None
+    only for a Hugging Face directory with no tokenizer files and a non-GPT-2 vocabulary.
+    """
+    from .checkpoint import latest_run, load_checkpoint
+    from .model import crop_context
+    from .pretrained import load_pretrained
+
+    if init_from is not None and checkpoint is not None:
+        raise ConfigError("give either --checkpoint or --init-from, not both")
+    if quantize is not None and dtype not in (None, "bfloat16"):
+        raise ConfigError(
+            f"--quantize {quantize} runs with bfloat16 activations: drop --dtype {dtype}"
+        )
+    target = pick_device(device) if isinstance(device, str) else device
+    weights = inference_dtype(dtype)
+    tok: Tokenizer | None
+    if init_from is not None:
+        # The tokenizer goes in with the weights: a GPT-2 directory may lack its own.
+        model, tok = load_pretrained(init_from, device=target, dtype=weights, tokenizer=tokenizer)
+        source: str | Path = init_from
+    else:
+        source = checkpoint if checkpoint is not None else latest_run()
+        model, tok = load_checkpoint(source, device=target, dtype=weights)
+        if tokenizer is not None:
+            tok = get_tokenizer(tokenizer)
+            if tok.vocab_size > model.cfg.vocab_size:
+                raise ConfigError(
+                    f"--tokenizer {tokenizer}: {tok.vocab_size} ids, more than the model's "
+                    f"vocab_size={model.cfg.vocab_size}"
+                )
+    log.info("loaded %s", source)
+    if context_length is not None:
+        crop_context(model, context_length)
+    if quantize is not None:
+        from .quantization import quantize as quantize_model
+
+        quantize_model(model, quantize)
+    return model, tok
