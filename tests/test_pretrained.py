@@ -14,6 +14,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 from scratchgpt.checkpoint import CheckpointError, save_checkpoint
 from scratchgpt.cli import main
 from scratchgpt.config import ConfigError
+from scratchgpt.errors import MissingExtraError
 from scratchgpt.generation import generate
 from scratchgpt.model import GPTModel, num_parameters
 from scratchgpt.pretrained import (
@@ -269,7 +270,7 @@ def test_offline_hub_cache_loads_and_an_empty_one_says_how(
 def test_missing_huggingface_hub_says_which_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import now raises ImportError
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(CheckpointError, match=r"pip install 'scratchgpt\[hf\]'"):
+    with pytest.raises(MissingExtraError, match=r"pip install -e '\.\[hf\]'"):
         load_gpt2("gpt2")
 
 
@@ -352,7 +353,7 @@ def test_openai_release_without_tensorflow_says_which_extra(tmp_path, monkeypatc
     hparams = {"n_vocab": 50257, "n_ctx": 1024, "n_embd": 768, "n_head": 12, "n_layer": 12}
     (tmp_path / "hparams.json").write_text(json.dumps(hparams))
     monkeypatch.setitem(sys.modules, "tensorflow", None)
-    with pytest.raises(CheckpointError, match=r"pip install 'scratchgpt\[tf\]'"):
+    with pytest.raises(MissingExtraError, match=r"pip install -e '\.\[tf\]'"):
         load_gpt2(tmp_path)
 
 
