@@ -139,7 +139,7 @@ def test_from_data_for_one_dataclass():
         from_data(TrainConfig, {"lr": "x"}, section="training")
     with pytest.raises(ConfigError, match=r"^lr='x': must be a number$"):
         from_data(TrainConfig, {"lr": "x"})  # no section: the bare field
-    with pytest.raises(ConfigError, match=r"training: expected a mapping of field: value"):
+    with pytest.raises(ConfigError, match=r"training: must be a mapping of field: value"):
         from_data(TrainConfig, [1, 2], section="training")
     with pytest.raises(ConfigError, match=r"'n_embd' \(did you mean 'emb_dim'\?\)"):
         from_data(GPTConfig, {"n_embd": 64})  # another project's name gets ours

@@ -71,7 +71,7 @@ _EXPORTS: dict[str, str] = {
     "SelfAttention": "model.teaching",
     "CausalAttention": "model.teaching",
     "MultiHeadAttentionWrapper": "model.teaching",
-    "EncoderConfig": "model.encoder",
+    "EncoderConfig": "config",
     "TransformerEncoder": "model.encoder",
     "TransformerClassifier": "model.encoder",
     "TextClassifier": "classifier",
@@ -194,6 +194,7 @@ if TYPE_CHECKING:
     from .config import (
         PRESETS,
         ConfigError,
+        EncoderConfig,
         GPTConfig,
         RunConfig,
         SamplingConfig,
@@ -227,7 +228,7 @@ if TYPE_CHECKING:
         num_parameters,
         sinusoidal_encoding,
     )
-    from .model.encoder import EncoderConfig, TransformerClassifier, TransformerEncoder
+    from .model.encoder import TransformerClassifier, TransformerEncoder
     from .model.teaching import (
         CausalAttention,
         MultiHeadAttentionWrapper,

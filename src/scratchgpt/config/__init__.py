@@ -4,6 +4,7 @@
 - :mod:`.sections` and :mod:`.run`: the run config's sections and :class:`RunConfig`,
   YAML/JSON files and ``section.field`` overrides;
 - :mod:`.sampling`: :class:`SamplingConfig`, how generation picks each token;
+- :mod:`.encoder`: :class:`EncoderConfig`, the shape of the encoder text classifier;
 - :mod:`.convert`: other projects' configs (``scratchgpt config convert``);
 - :mod:`.validate`: :func:`from_data`, where plain data is coerced (by pydantic) and bad
   values become one-line messages, and :func:`option`, which puts each field's help on it.
@@ -14,6 +15,7 @@ importable from here too, as they were before.
 
 from ..errors import ConfigError, MissingExtraError
 from .convert import ALIASES, convert_config
+from .encoder import EncoderConfig
 from .model import (
     ATTENTION_IMPLS,
     POS_ENCODINGS,
@@ -58,6 +60,7 @@ __all__ = [
     "AttentionImpl",
     "ConfigError",
     "DataConfig",
+    "EncoderConfig",
     "GPTConfig",
     "Loader",
     "MissingExtraError",

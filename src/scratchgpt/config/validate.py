@@ -175,7 +175,7 @@ def from_data(cls: type[_T], data: Any, *, section: str | None = None) -> _T:
     """
     if not isinstance(data, Mapping):
         raise ConfigError(
-            f"{section or cls.__name__}: expected a mapping of field: value, got {data!r}"
+            f"{section or cls.__name__}: must be a mapping of field: value, got {data!r}"
         )
     problems: list[str] = []
     reported: set[tuple[str, ...]] = set()
