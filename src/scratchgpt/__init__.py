@@ -51,7 +51,7 @@ _EXPORTS: dict[str, str] = {
     "load_pretrained": "pretrained",
     "download_gpt2": "pretrained",
     "export_hf": "pretrained",
-    "crop_context": "pretrained",
+    "crop_context": "model",
     "perplexity": "evaluation",
     "PerplexityResult": "evaluation",
     "TrainConfig": "config",
