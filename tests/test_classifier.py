@@ -85,7 +85,7 @@ def test_encoder_config_validation():
         EncoderConfig(vocab_size=10, pooling="max")
     with pytest.raises(ConfigError, match="divisible"):
         EncoderConfig(vocab_size=10, emb_dim=30, n_heads=4)
-    with pytest.raises(ConfigError, match="'num_head' \\(did you mean 'n_heads'\\?\\)"):
+    with pytest.raises(ConfigError, match=r"model\.num_head \(did you mean 'n_heads'\?\)"):
         EncoderConfig.from_dict({"vocab_size": 10, "num_head": 4})
     with pytest.raises(ConfigError, match="2 classes"):
         EncoderConfig(vocab_size=10, num_classes=1)

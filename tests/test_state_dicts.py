@@ -12,8 +12,9 @@ import torch
 
 from scratchgpt.classifier import TextClassifier, build_vocabulary
 from scratchgpt.config import ConfigError, GPTConfig
+from scratchgpt.config.encoder import OLD_KEYS, EncoderConfig
 from scratchgpt.model import FeedForward, GPTModel, MultiHeadAttention, TransformerBlock
-from scratchgpt.model.encoder import OLD_KEYS, EncoderBlock, EncoderConfig, TransformerClassifier
+from scratchgpt.model.encoder import EncoderBlock, TransformerClassifier
 from scratchgpt.model.positional import SinusoidalPositionalEncoding, positional_encoding
 
 # A GPT with 2 layers, QKV bias, an untied head and a learned position table (C=8, V=10, T=4).
@@ -219,7 +220,7 @@ def test_encoder_config_reads_the_old_key_names():
     assert EncoderConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match="'d_model' / 'emb_dim'"):
         EncoderConfig.from_dict({"vocab_size": 10, "d_model": 8, "emb_dim": 8})
-    with pytest.raises(ConfigError, match="'n_head' \\(did you mean 'n_heads'\\?\\)"):
+    with pytest.raises(ConfigError, match=r"model\.n_head \(did you mean 'n_heads'\?\)"):
         EncoderConfig.from_dict({"vocab_size": 10, "n_head": 4})
     with pytest.raises(ConfigError, match="must be a mapping"):
         EncoderConfig.from_dict([("vocab_size", 10)])  # type: ignore[arg-type]

@@ -533,10 +533,11 @@ def _load_model(args: argparse.Namespace, device: Any) -> tuple[Any, Any]:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from .config import SamplingConfig
     from .device import pick_device
-    from .generation import Generator, check_sampling
+    from .generation import Generator
 
-    check_sampling(
+    sampling = SamplingConfig(
         temperature=args.temperature,
         top_k=args.top_k,
         top_p=args.top_p,
@@ -550,10 +551,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     model, tokenizer = _load_model(args, device)
     gen = Generator(model, tokenizer, compile=args.compile)
     options: dict[str, Any] = {
-        "temperature": args.temperature,
-        "top_k": args.top_k,
-        "top_p": args.top_p,
-        "repetition_penalty": args.repetition_penalty,
+        "sampling": sampling,
         "use_cache": not args.no_cache,
         "stop": args.stop or (),
     }

@@ -15,6 +15,7 @@ Shapes: B batch, T sequence length, C = emb_dim, V = vocab_size.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Iterator
 
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import AttentionImpl, GPTConfig
+from ..errors import ConfigError
 from .attention import KVCache, MultiHeadAttention
 from .layers import FeedForward, LayerNorm
 from .positional import positional_encoding
@@ -270,3 +272,30 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         yield model
     finally:
         model.train(was_training)
+
+
+def crop_context(model: GPTModel, context_length: int) -> GPTModel:
+    """Shorten ``model``'s context window to its first ``context_length`` positions, in place.
+
+    GPT-2 learned one embedding per position; keeping the first rows is exact for every
+    sequence that fits, and a shorter window makes attention cheaper (fine-tuning on a small
+    machine, comparing with a model trained at 256). Returns the model.
+    """
+    n = model.cfg.context_length
+    if isinstance(context_length, bool) or not isinstance(context_length, int):
+        raise ConfigError(f"context_length={context_length!r}: must be an integer")
+    if not 1 <= context_length <= n:
+        raise ConfigError(
+            f"context_length={context_length}: a model's context can only be cropped, to "
+            f"between 1 and its {n}"
+        )
+    if context_length < n:
+        if isinstance(model.pos_emb, nn.Embedding):  # learned: keep the first rows
+            old = model.pos_emb.weight
+            with torch.no_grad():
+                rows = old[:context_length].clone()  # (n, C) -> (context_length, C)
+            model.pos_emb.weight = nn.Parameter(rows, requires_grad=old.requires_grad)
+            model.pos_emb.num_embeddings = context_length
+        # Computed (sinusoidal) positions have no table to cut: only the limit changes.
+        model.cfg = dataclasses.replace(model.cfg, context_length=context_length)
+    return model
