@@ -26,8 +26,7 @@ def _install(tmp_path: Path, *, torch_installed: bool, gpu: bool, system: str, e
     _stub(
         bin_dir,
         "fakepython",
-        f'if [ "$1" = "-c" ]; then exit {0 if torch_installed else 1}; fi\n'
-        f'echo "$@" >> "{log}"',
+        f'if [ "$1" = "-c" ]; then exit {0 if torch_installed else 1}; fi\necho "$@" >> "{log}"',
     )
     if gpu:
         _stub(bin_dir, "nvidia-smi", "exit 0")

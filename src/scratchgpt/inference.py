@@ -54,7 +54,8 @@ def load_model(
     replaces the saved one (its ids must fit the model's vocabulary). The tokenizer is None
     only for a Hugging Face directory with no tokenizer files and a non-GPT-2 vocabulary.
     """
-    from .checkpoint import latest_run, load_checkpoint
+    from .checkpoint import load_checkpoint
+    from .training import latest_run
     from .model import crop_context
     from .pretrained import load_pretrained
 

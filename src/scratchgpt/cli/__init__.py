@@ -19,6 +19,7 @@ help, argparse needs one short function (``add_config_flags``) to do the same.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Sequence
@@ -47,11 +48,25 @@ def build_parser() -> Parser:
     return parser
 
 
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Parser:
+    """The parser of the (sub)command that ``args`` were parsed by."""
+    while True:
+        sub = next(
+            (a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None
+        )
+        chosen = getattr(args, sub.dest, None) if sub is not None else None
+        if sub is None or chosen is None:
+            return parser  # type: ignore[return-value]
+        parser = sub.choices[chosen]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; a user's mistake is one line on stderr and exit code 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(train.expand_aliases(argv))
+    args, extra = parser.parse_known_args(train.expand_aliases(argv))
+    if extra:  # reported by the command's own parser: its usage line, not the top level's
+        _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.version:
         from .. import __version__
 

@@ -15,7 +15,9 @@ def register(sub: Any) -> None:
         "training (see configs/).",
     )
     csub = c.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=type(c))
-    show = csub.add_parser("show", help="validate a run config and print it with every field explicit")
+    show = csub.add_parser(
+        "show", help="validate a run config and print it with every field explicit"
+    )
     show.add_argument("path", type=Path, help="a YAML or JSON run config")
     show.set_defaults(run=run_show)
     conv = csub.add_parser(

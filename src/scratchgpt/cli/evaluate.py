@@ -30,7 +30,9 @@ def register(sub: Any) -> None:
         "context); smaller gives each token more context and costs more passes",
     )
     p.add_argument("--context-length", type=int, help="crop the model to a shorter context window")
-    p.add_argument("--batch-size", type=int, default=1, help="windows per forward pass [default: 1]")
+    p.add_argument(
+        "--batch-size", type=int, default=1, help="windows per forward pass [default: 1]"
+    )
     add_inference_options(p)
     p.set_defaults(run=run)
 

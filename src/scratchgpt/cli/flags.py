@@ -67,17 +67,14 @@ def short_usage(command: str, positional: str = "") -> str:
     return f"scratchgpt {command} [OPTIONS]{' ' + positional if positional else ''}"
 
 
-def _kind(cls: type, field: dataclasses.Field[Any]) -> tuple[type, bool, tuple[str, ...]]:
-    """(base type, whether None is allowed, literal choices) of a dataclass field."""
+def _kind(cls: type, field: dataclasses.Field[Any]) -> tuple[type, tuple[str, ...]]:
+    """(base type, literal choices) of a dataclass field; ``X | None`` counts as X."""
     hint = typing.get_type_hints(cls)[field.name]
-    optional = False
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        optional = len(args) < len(typing.get_args(hint))
-        hint = args[0]
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
     if typing.get_origin(hint) is typing.Literal:
-        return str, optional, tuple(str(a) for a in typing.get_args(hint))
-    return hint, optional, ()
+        return str, tuple(str(a) for a in typing.get_args(hint))
+    return hint, ()
 
 
 def add_config_flags(
@@ -106,14 +103,14 @@ def add_config_flags(
         help_text = field.metadata.get("help")
         if not help_text:
             raise TypeError(f"{cls.__name__}.{field.name} has no help text in its metadata")
-        kind, optional, choices = _kind(cls, field)
+        kind, choices = _kind(cls, field)
         default = defaults.get(field.name, _default(field))
         extra = []
         if choices:
             extra.append(f"one of {', '.join(choices)}")
         if section:
             extra.append(key)
-        if default is not dataclasses.MISSING and kind is not bool:
+        if default not in (dataclasses.MISSING, None) and kind is not bool:
             extra.append(f"default: {default}")
         elif kind is bool and default is True:
             extra.append("default: on")

@@ -51,7 +51,9 @@ def add_inference_options(p: Any) -> None:
         help="int8: Linear weights as int8 with bfloat16 activations, a quarter of fp32's "
         "bytes (the quant extra; fastest with --compile)",
     )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps [default: auto]")
+    p.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps [default: auto]"
+    )
     p.add_argument(
         "--tokenizer",
         metavar="NAME_OR_PATH",

@@ -18,9 +18,13 @@ def register(sub: Any) -> None:
         usage=short_usage("info"),
     )
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--preset", metavar="NAME", help="a preset name (scratchgpt info lists them)")
+    group.add_argument(
+        "--preset", metavar="NAME", help="a preset name (scratchgpt info lists them)"
+    )
     group.add_argument("--config", type=Path, help="a JSON or YAML model config file")
-    group.add_argument("--checkpoint", type=Path, metavar="DIR", help="a checkpoint or run directory")
+    group.add_argument(
+        "--checkpoint", type=Path, metavar="DIR", help="a checkpoint or run directory"
+    )
     p.add_argument(
         "--breakdown",
         action=argparse.BooleanOptionalAction,

@@ -26,7 +26,13 @@ def register(sub: Any) -> None:
         "tokenizer files) that transformers' GPT2LMHeadModel and AutoTokenizer load.",
         usage=short_usage("export"),
     )
-    p.add_argument("--checkpoint", type=Path, required=True, metavar="DIR", help="a checkpoint or run directory")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="a checkpoint or run directory",
+    )
     p.add_argument("--format", choices=["hf"], default="hf", help="output format [default: hf]")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
     p.set_defaults(run=run_export)

@@ -46,7 +46,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--workers", type=int, help="tokenizing processes (default: one per core)")
     p.add_argument(
-        "--shard-tokens", type=int, default=100_000_000, help="tokens per shard file [default: 100000000]"
+        "--shard-tokens",
+        type=int,
+        default=100_000_000,
+        help="tokens per shard file [default: 100000000]",
     )
     p.add_argument(
         "--text-field",

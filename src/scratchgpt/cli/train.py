@@ -14,14 +14,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import DataConfig, GPTConfig, RunOptions, TokenizerConfig, TrainConfig
+from ..config import (
+    DataConfig,
+    GPTConfig,
+    ModelSource,
+    TokenizerConfig,
+    TrainConfig,
+    preset_fields,
+)
 from .flags import add_config_flags, given, short_usage
 
 # (section, dataclass, flag names that differ from the field names, fields not offered)
 SECTIONS: tuple[tuple[str, type, dict[str, str], tuple[str, ...]], ...] = (
     # vocab_size is the tokenizer's: training sets it.
     ("model", GPTConfig, {}, ("vocab_size",)),
-    ("model", RunOptions, {}, ()),
+    ("model", ModelSource, {}, ()),
     ("data", DataConfig, {"source": "data"}, ()),
     ("tokenizer", TokenizerConfig, {"name": "tokenizer"}, ()),
     ("training", TrainConfig, {}, ()),
@@ -64,9 +71,13 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--out", type=Path, help="run directory (default: runs/<date>-<time>)")
     keys: list[str] = []
+    # A model field's default is what the default preset sets, not GPTConfig's own default.
+    defaults = {GPTConfig: preset_fields(ModelSource().preset or "mini")}
     for section, cls, names, skip in SECTIONS:
         group = _group(p, TITLES[section])
-        keys += add_config_flags(group, cls, section=section, names=names, skip=skip)
+        keys += add_config_flags(
+            group, cls, section=section, names=names, skip=skip, defaults=defaults.get(cls)
+        )
     p.set_defaults(run=run, config_keys=keys)
 
 

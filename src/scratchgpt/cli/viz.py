@@ -61,7 +61,9 @@ def register(sub: Any) -> None:
         "against the step and against the tokens seen (needs matplotlib: the plot extra).",
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory (metrics.jsonl)")
-    p.add_argument("--out", type=Path, metavar="PNG", help="output PNG file [default: RUN_DIR/loss.png]")
+    p.add_argument(
+        "--out", type=Path, metavar="PNG", help="output PNG file [default: RUN_DIR/loss.png]"
+    )
     p.set_defaults(run=run_plot)
 
 
