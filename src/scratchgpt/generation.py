@@ -468,7 +468,7 @@ class Generator:
         try:
             return self.tokenizer.encode("\n")
         except ValueError:
-            raise ValueError(
+            raise ConfigError(
                 "the prompt is empty and this tokenizer has neither an end-of-text token nor a "
                 "newline to start from: give a prompt"
             ) from None

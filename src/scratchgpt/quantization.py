@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from .errors import missing_extra
+from .errors import ConfigError, missing_extra
 from .model import GPTModel
 
 QUANTIZATIONS = ("int8",)
@@ -52,9 +52,9 @@ def quantize(model: GPTModel, method: str = "int8") -> GPTModel:
     copy; the token embedding keeps its bf16 rows, as a lookup reads only one of them.
     """
     if method not in QUANTIZATIONS:
-        raise ValueError(f"quantization {method!r}: choose one of {', '.join(QUANTIZATIONS)}")
+        raise ConfigError(f"quantization {method!r}: choose one of {', '.join(QUANTIZATIONS)}")
     if is_quantized(model):
-        raise ValueError("the model is already quantized: quantize the float model once")
+        raise ConfigError("the model is already quantized: quantize the float model once")
     try:
         with _quiet_import():
             from torchao.quantization import Int8WeightOnlyConfig, quantize_

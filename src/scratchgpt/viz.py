@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .analysis import LayerStats, attention_weights, hidden_states, layer_statistics
-from .errors import ConfigError, missing_extra
+from .errors import ConfigError, DataError, missing_extra
 from .model.positional import similarity_by_distance, sinusoidal_encoding, sinusoidal_table
 from .tokenizers import Tokenizer
 from .tokenizers.tools import token_text
@@ -57,7 +57,7 @@ def save_figure(fig: Figure, out: str | Path) -> Path:
     """Write ``fig`` as a PNG of exactly figsize * dpi pixels (no tight-bbox cropping)."""
     out = Path(out)
     if out.suffix.lower() != ".png":
-        raise ValueError(f"{out}: figures are written as PNG; give a path ending in .png")
+        raise ConfigError(f"{out}: figures are written as PNG; give a path ending in .png")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=fig.dpi, format="png")
     log.debug("wrote %s", out)
@@ -159,15 +159,15 @@ def plot_attention_heads(
 
 def _check_layer_head(n_layers: int, n_heads: int, layer: int, head: int | None) -> None:
     if not 0 <= layer < n_layers:
-        raise ValueError(f"layer={layer}: the model has {n_layers} layers (0 to {n_layers - 1})")
+        raise ConfigError(f"layer={layer}: the model has {n_layers} layers (0 to {n_layers - 1})")
     if head is not None and not 0 <= head < n_heads:
-        raise ValueError(f"head={head}: the model has {n_heads} heads (0 to {n_heads - 1})")
+        raise ConfigError(f"head={head}: the model has {n_heads} heads (0 to {n_heads - 1})")
 
 
 def _encode_for_model(model: Any, tokenizer: Tokenizer, text: str) -> torch.Tensor:
     ids = tokenizer.encode(text)
     if not ids:
-        raise ValueError("the text is empty after tokenisation: give a text to look at")
+        raise DataError("the text is empty after tokenisation: give a text to look at")
     limit = model.cfg.context_length
     if len(ids) > limit:
         log.warning("the text is %d tokens; keeping the first %d", len(ids), limit)
@@ -293,7 +293,7 @@ def read_metrics(source: str | Path) -> list[dict[str, float]]:
     path = Path(source)
     file = path / "metrics.jsonl" if path.is_dir() else path
     if not file.is_file():
-        raise ValueError(
+        raise DataError(
             f"no metrics at {str(path)!r}: expected a run directory holding metrics.jsonl "
             "(written by `scratchgpt train` and `scratchgpt classify train`) or the file"
         )
@@ -303,9 +303,9 @@ def read_metrics(source: str | Path) -> list[dict[str, float]]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{file}, line {n}: not JSON ({exc})") from exc
+                raise DataError(f"{file}, line {n}: not JSON ({exc})") from exc
     if not rows:
-        raise ValueError(f"{file} is empty: the run has not logged anything yet")
+        raise DataError(f"{file} is empty: the run has not logged anything yet")
     return rows
 
 
@@ -334,7 +334,7 @@ def plot_training_curves(
     """
     rows = read_metrics(history) if isinstance(history, (str, Path)) else list(history)
     if not rows or any("step" not in r for r in rows):
-        raise ValueError("training curves need rows with a 'step' key and losses")
+        raise DataError("training curves need rows with a 'step' key and losses")
     accuracy_keys = [k for k in ("train_acc", "val_acc") if any(k in r for r in rows)]
     panels = 2 if accuracy_keys else 1
     fig = new_figure(figsize or (5.5 * panels, 4.0), dpi=dpi)
@@ -378,10 +378,10 @@ def plot_run(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise ValueError(f"{str(run_dir)!r} is not a run directory")
+        raise DataError(f"{str(run_dir)!r} is not a run directory")
     rows = read_metrics(run_dir)
     if any("step" not in r for r in rows):
-        raise ValueError(f"{run_dir / 'metrics.jsonl'}: every row needs a 'step'")
+        raise DataError(f"{run_dir / 'metrics.jsonl'}: every row needs a 'step'")
     xlabel = "tokens seen"
     if not all("tokens" in r for r in rows):
         per_step = _tokens_per_step(run_dir)

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..config import POS_ENCODINGS, PosEncoding
-from ..errors import did_you_mean
+from ..errors import ConfigError, did_you_mean
 
 # The paper's base: wavelengths grow geometrically from 2*pi (dimension pair 0) to
 # 10000 * 2*pi (the last pair), so the slowest waves never repeat within any real context.
@@ -43,7 +43,7 @@ def sinusoid_frequencies(
 ) -> torch.Tensor:
     """The angular frequency of each (sin, cos) pair: ``base^(-2i/dim)``, shape (dim / 2,)."""
     if dim < 2 or dim % 2 != 0:
-        raise ValueError(f"dim={dim}: a sinusoidal encoding needs an even dimension >= 2")
+        raise ConfigError(f"dim={dim}: a sinusoidal encoding needs an even dimension >= 2")
     two_i = torch.arange(0, dim, 2, dtype=dtype, device=device)  # 0, 2, 4, ..., dim - 2
     # base^(-2i/dim) as exp(-2i ln(base) / dim): one exp per pair, no large powers.
     return torch.exp(two_i * (-math.log(base) / dim))
