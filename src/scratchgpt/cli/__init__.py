@@ -51,9 +51,7 @@ def build_parser() -> Parser:
 def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Parser:
     """The parser of the (sub)command that ``args`` were parsed by."""
     while True:
-        sub = next(
-            (a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None
-        )
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
         chosen = getattr(args, sub.dest, None) if sub is not None else None
         if sub is None or chosen is None:
             return parser  # type: ignore[return-value]

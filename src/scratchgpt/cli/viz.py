@@ -89,18 +89,16 @@ def run_viz(args: argparse.Namespace) -> int:
         )
     elif args.plot == "curves":
         viz.plot_training_curves(args.run_dir, title=args.run_dir.name, out=args.out)
+    elif args.plot == "attention":
+        viz.plot_attention_of(
+            args.checkpoint,
+            args.text,
+            init_from=args.init_from,
+            layer=args.layer,
+            head=None if args.all_heads else args.head,
+            out=args.out,
+        )
     else:
-        head = None if args.all_heads else args.head
-        if args.plot == "attention":
-            viz.plot_attention_of(
-                args.checkpoint,
-                args.text,
-                init_from=args.init_from,
-                layer=args.layer,
-                head=head,
-                out=args.out,
-            )
-        else:
-            viz.plot_layers_of(args.checkpoint, args.text, init_from=args.init_from, out=args.out)
+        viz.plot_layers_of(args.checkpoint, args.text, init_from=args.init_from, out=args.out)
     print(f"wrote {args.out}")
     return 0
