@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from scratchgpt import cli, quantization
+from scratchgpt import quantization
 from scratchgpt.checkpoint import CheckpointError, save_checkpoint
 from scratchgpt.cli import main
 from scratchgpt.config import preset
@@ -78,8 +78,12 @@ def test_missing_torchao_names_the_extra(tok, monkeypatch):
         quantize(tiny(tok))
 
 
-def test_the_cli_knows_every_quantization():
-    assert cli.QUANTIZATIONS == quantization.QUANTIZATIONS
+def test_the_cli_knows_every_quantization_and_weight_format():
+    from scratchgpt import inference
+    from scratchgpt.cli import generate as generate_cli
+
+    assert generate_cli.QUANTIZATIONS == quantization.QUANTIZATIONS
+    assert generate_cli.DTYPES == inference.DTYPES
 
 
 @pytest.mark.slow
