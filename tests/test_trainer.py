@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 
 from scratchgpt.checkpoint import load_checkpoint, run_checkpoints
 from scratchgpt.config import ConfigError, RunConfig, TrainConfig, load_run_config, preset
 from scratchgpt.training import TrainingError, train
-from scratchgpt.training import trainer as trainer_mod
+from scratchgpt.training import lm as lm_mod
 from scratchgpt.training.state import read_state
+from scratchgpt.training.trainer import Trainer
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny-20-steps.json"
 
@@ -99,7 +101,7 @@ def test_checkpoints_keep_last_and_best(tmp_path, shared_data):
 
 
 def test_nan_loss_stops_naming_the_step(tmp_path, shared_data, monkeypatch):
-    real = trainer_mod.lm_loss
+    real = lm_mod.lm_loss
     calls = {"n": 0}
 
     def poisoned(logits, targets):
@@ -109,7 +111,7 @@ def test_nan_loss_stops_naming_the_step(tmp_path, shared_data, monkeypatch):
         calls["n"] += 1
         return loss * math.nan if calls["n"] == 7 else loss  # the 7th training forward
 
-    monkeypatch.setattr(trainer_mod, "lm_loss", poisoned)
+    monkeypatch.setattr(lm_mod, "lm_loss", poisoned)
     run = tiny_run(
         shared_data("the-verdict.txt"), checkpoint_interval=4, eval_interval=100, log_interval=5
     )
@@ -143,7 +145,7 @@ def test_early_stopping(tmp_path, shared_data):
 
 
 def test_sigint_saves_and_resumes(tmp_path, shared_data, monkeypatch):
-    real = trainer_mod.lm_loss
+    real = lm_mod.lm_loss
     calls = {"n": 0}
 
     def interrupting(logits, targets):
@@ -152,13 +154,13 @@ def test_sigint_saves_and_resumes(tmp_path, shared_data, monkeypatch):
             os.kill(os.getpid(), signal.SIGINT)
         return real(logits, targets)
 
-    monkeypatch.setattr(trainer_mod, "lm_loss", interrupting)
+    monkeypatch.setattr(lm_mod, "lm_loss", interrupting)
     run = tiny_run(shared_data("the-verdict.txt"), checkpoint_interval=100, eval_interval=100)
     result = train(run, out_dir=tmp_path / "r")
     assert result.interrupted and result.steps == 5
     assert [s for s, _ in run_checkpoints(result.run_dir)] == [5]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
-    monkeypatch.setattr(trainer_mod, "lm_loss", real)
+    monkeypatch.setattr(lm_mod, "lm_loss", real)
     assert train(resume=result.run_dir).steps == 12
 
 
@@ -212,9 +214,27 @@ def test_activation_checkpointing_gives_the_same_step(tmp_path, shared_data):
         out_dir=tmp_path / "b",
     )
     assert step_losses(plain.run_dir) == pytest.approx(step_losses(ckpt.run_dir), abs=1e-6)
-    # the saved weights carry no wrapper names
+    # the saved weights carry no wrapper names: the file's keys are the plain run's
     model, _ = load_checkpoint(ckpt.run_dir)
     assert set(model.state_dict()) == set(load_checkpoint(plain.run_dir)[0].state_dict())
+    keys = [
+        set(safe_open(str(r.checkpoint / "model.safetensors"), "pt").keys()) for r in (plain, ckpt)
+    ]
+    assert keys[0] == keys[1] and not any("_checkpoint_wrapped_module" in k for k in keys[1])
+
+
+def test_activation_checkpointing_wraps_every_block_and_keeps_the_names():
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointWrapper
+
+    from scratchgpt.model import GPTModel
+    from scratchgpt.training.distributed import checkpoint_activations
+
+    model = GPTModel(preset("tiny"))
+    names = list(model.state_dict())
+    checkpoint_activations(model)
+    assert all(isinstance(block, CheckpointWrapper) for block in model.trf_blocks)
+    assert list(model.state_dict()) == names  # the wrapper's level is hidden from state dicts
+    model.load_state_dict(GPTModel(preset("tiny")).state_dict())  # and loads plain weights
 
 
 def test_padded_vocabulary_is_never_sampled(tmp_path, shared_data):
@@ -305,7 +325,7 @@ def test_out_of_memory_says_what_to_lower(tmp_path, shared_data, monkeypatch):
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(trainer_mod, "_step", oom)
+    monkeypatch.setattr(Trainer, "forward_backward", oom)
     run = tiny_run(shared_data("the-verdict.txt"), max_steps=2)
     with pytest.raises(
         TrainingError,

@@ -440,21 +440,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         run = load_run_config(args.config, overrides)
         result = train(run, out_dir=args.out, stop_at=args.stop_at)
-    evals = result.evaluations
-    first, last = evals[0] if evals else {}, evals[-1] if evals else {}
-    how = "interrupted" if result.interrupted else "stopped early" if result.stopped_early else ""
-    print(
-        f"trained {result.steps} steps{f' ({how})' if how else ''}: val loss "
-        f"{first.get('val_loss', float('nan')):.3f} -> {last.get('val_loss', float('nan')):.3f}"
-        f"\ncheckpoint: {result.checkpoint}"
-        + (f"\nbest: {result.best_checkpoint}" if result.best_checkpoint else "")
-        + f"\ngenerate with: scratchgpt generate --checkpoint {result.run_dir} --prompt '...'"
-        + (
-            f"\nresume with: scratchgpt train --resume {result.run_dir}"
-            if result.interrupted or result.steps < result.max_steps
-            else ""
-        )
-    )
+    print(result.summary())
     return 130 if result.interrupted else 0
 
 
