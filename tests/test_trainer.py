@@ -345,3 +345,87 @@ def test_compiled_training_matches_eager(tmp_path, shared_data):
     assert [a[s] for s in a] == pytest.approx([b[s] for s in a], abs=1e-4)
     model, _ = load_checkpoint(compiled.run_dir)
     assert not any(k.startswith("_orig_mod.") for k in model.state_dict())
+
+
+def test_summary_after_a_resume_counts_this_session(tmp_path, shared_data):
+    run = tiny_run(shared_data("the-verdict.txt"), eval_interval=3)
+    half = train(run, out_dir=tmp_path / "r", stop_at=6)
+    assert half.summary().startswith("trained 6 steps (from step 0 to 6): val loss")
+    assert f"resume with: scratchgpt train --resume {tmp_path / 'r'}" in half.summary()
+    resumed = train(resume=tmp_path / "r")
+    assert (resumed.start_step, resumed.steps) == (6, 12)
+    assert resumed.start_val_loss == half.final_val_loss  # the checkpoint's, as the start
+    lines = resumed.summary().splitlines()
+    assert lines[0] == (
+        f"trained 6 steps (from step 6 to 12): val loss {half.final_val_loss:.3f} -> "
+        f"{resumed.final_val_loss:.3f}"
+    )
+    assert lines[1] == f"checkpoint: {tmp_path / 'r' / 'checkpoints' / 'step-00000012'}"
+    assert f"generate with: scratchgpt generate --checkpoint {tmp_path / 'r'}" in lines[-1]
+    assert "resume with" not in resumed.summary()  # finished: nothing to resume
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _cpu_recipe(path: Path) -> list[str]:
+    """The arguments of the CPU command line in a config's comment header."""
+    import shlex
+
+    header = [line for line in path.read_text().splitlines() if "--training.device cpu" in line]
+    assert len(header) == 1, "the header should give one CPU command line"
+    return shlex.split(header[0].lstrip("# "))[1:]  # drop "scratchgpt"
+
+
+@pytest.mark.slow
+def test_the_cpu_recipe_in_the_shakespeare_config_runs_without_the_warning(
+    tmp_path, shared_data, caplog
+):
+    from scratchgpt.cli import main
+
+    caplog.set_level(logging.INFO, logger="scratchgpt")
+    code = main(
+        [*_cpu_recipe(CONFIGS / "shakespeare-char.yaml"), "--training.max-steps", "1",
+         "--warmup-steps", "0", "--out", str(tmp_path / "r"),
+         "--data.source", str(shared_data("tinyshakespeare.txt")), "--sample-interval", "0"]
+    )  # fmt: skip
+    assert code == 0 and "each evaluation reads" not in caplog.text
+    saved = load_run_config(tmp_path / "r" / "config.yaml")
+    assert (saved.model.n_layers, saved.model.context_length, saved.training.eval_batches) == (
+        4, 64, 20,
+    )  # fmt: skip
+
+
+def test_a_gpu_sized_evaluation_on_a_cpu_warns_naming_the_flags(
+    tmp_path, shared_data, caplog, monkeypatch
+):
+    import dataclasses
+
+    from scratchgpt.training.lm import slow_cpu_evaluation
+
+    path = CONFIGS / "shakespeare-char.yaml"
+    nano = load_run_config(path)
+    chars = dataclasses.replace(nano, model=dataclasses.replace(nano.model, vocab_size=65))
+    warning = slow_cpu_evaluation(chars, torch.device("cpu"))
+    assert "each evaluation reads 6,553,600 tokens" in warning
+    for flag in ("--training.eval-batches", "--training.batch-size", "--context-length"):
+        assert flag in warning
+    assert slow_cpu_evaluation(chars, torch.device("cuda")) is None  # sized for a GPU
+    assert slow_cpu_evaluation(load_run_config(), torch.device("cpu")) is None  # the default
+    # The config's header names the CPU flags; with them, no warning.
+    args = _cpu_recipe(path)
+    short = {"--context-length": "model.context_length", "--drop-rate": "model.drop_rate"}
+    pairs = dict(zip(args[1::2], args[2::2], strict=True))  # after "train": --flag value ...
+    assert pairs.pop("--config") == str(path.relative_to(path.parents[1]))
+    cpu = load_run_config(path, {short.get(k, k.removeprefix("--")): v for k, v in pairs.items()})
+    assert (cpu.training.eval_batches, cpu.training.batch_size, cpu.model.context_length) == (
+        20, 12, 64,
+    )  # fmt: skip
+    cpu = dataclasses.replace(cpu, model=dataclasses.replace(cpu.model, vocab_size=65))
+    assert slow_cpu_evaluation(cpu, torch.device("cpu")) is None
+    # and train() logs the warning when the evaluation is too big for a CPU
+    caplog.clear()
+    big = tiny_run(shared_data("the-verdict.txt"), max_steps=1, eval_batches=3, device="cpu")
+    monkeypatch.setattr(lm_mod, "CPU_EVAL_SECONDS", 0.0)
+    train(big, out_dir=tmp_path / "big")
+    assert "each evaluation reads 1,536 tokens (training.eval_batches=3 x 2" in caplog.text

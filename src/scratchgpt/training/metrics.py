@@ -13,8 +13,9 @@ TensorBoard. The rows the trainer logs:
 
 - every log interval: ``step``, ``tokens`` (seen so far), ``train_loss`` (mean over the
   interval), ``lr``, ``grad_norm``, ``tokens_per_sec``, ``step_ms``, and where known ``mfu``
-  and ``peak_mem_mb``;
-- at an evaluation, also ``val_loss`` and ``val_ppl``.
+  and ``peak_mem_mb``; a classifier's runs count ``examples`` and ``examples_per_sec``;
+- at an evaluation, also the task's metrics: ``val_loss`` always, ``val_ppl`` for a
+  language model, ``val_acc`` for a classifier.
 
 Run directories written before this module have rows with ``step``, ``train_loss``,
 ``val_loss``, ``val_ppl``, ``lr`` and ``tokens_per_s`` only; the plots read both.
