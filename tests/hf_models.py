@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -69,3 +70,20 @@ def hf_greedy(model: GPT2LMHeadModel, ids: torch.Tensor, n: int) -> torch.Tensor
             nxt = model(ids).logits[:, -1].argmax(-1, keepdim=True)  # (B, 1)
             ids = torch.cat([ids, nxt], dim=1)
     return ids
+
+
+# Where tiktoken's "gpt2" encoding fetches GPT-2's two files from; it caches each one under the
+# SHA-1 of its address in TIKTOKEN_CACHE_DIR (checking the SHA-256 the shared copies have).
+TIKTOKEN_GPT2_URLS = {
+    "encoder": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
+    "merges": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
+}
+
+
+def tiktoken_gpt2_cache(cache: Path, encoder: Path, merges: Path) -> Path:
+    """A tiktoken cache holding GPT-2's files, as a first online use leaves it: no network."""
+    cache.mkdir(parents=True, exist_ok=True)
+    for key, source in (("encoder", encoder), ("merges", merges)):
+        name = hashlib.sha1(TIKTOKEN_GPT2_URLS[key].encode()).hexdigest()
+        shutil.copy(source, cache / name)
+    return cache

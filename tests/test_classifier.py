@@ -32,12 +32,14 @@ from scratchgpt.model.encoder import EncoderConfig, TransformerClassifier
 
 
 def _model(**kw):
-    cfg = EncoderConfig(vocab_size=50, d_model=16, num_heads=4, d_ff=32, max_len=12, **kw)
+    cfg = EncoderConfig(
+        vocab_size=50, emb_dim=16, n_heads=4, hidden_dim=32, context_length=12, **kw
+    )
     return TransformerClassifier(cfg).eval()
 
 
 def test_encoder_block_is_post_norm():
-    model = _model(num_layers=2, dropout=0.0)
+    model = _model(n_layers=2, drop_rate=0.0)
     idx = torch.randint(0, 50, (2, 9))
     states = hidden_states(model, idx)  # (L + 1, B, T, C)
     assert states.shape == (3, 2, 9, 16)
@@ -74,7 +76,7 @@ def test_encoder_attention_is_bidirectional_and_ignores_padding():
         torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]))
     with pytest.raises(ValueError, match="at least one real"):
         model(padded, padding_mask=torch.zeros(1, 10, dtype=torch.bool))
-    with pytest.raises(ValueError, match="max_len=12"):
+    with pytest.raises(ValueError, match="context_length=12"):
         model(torch.zeros(1, 13, dtype=torch.long))
 
 
@@ -82,17 +84,19 @@ def test_encoder_config_validation():
     with pytest.raises(ConfigError, match="pooling='max'"):
         EncoderConfig(vocab_size=10, pooling="max")
     with pytest.raises(ConfigError, match="divisible"):
-        EncoderConfig(vocab_size=10, d_model=30, num_heads=4)
-    with pytest.raises(ConfigError, match="num_heads"):
+        EncoderConfig(vocab_size=10, emb_dim=30, n_heads=4)
+    with pytest.raises(ConfigError, match=r"model\.num_head \(did you mean 'n_heads'\?\)"):
         EncoderConfig.from_dict({"vocab_size": 10, "num_head": 4})
     with pytest.raises(ConfigError, match="2 classes"):
         EncoderConfig(vocab_size=10, num_classes=1)
-    # The seed's parameter names, and a learned positional table when asked.
-    cfg = EncoderConfig(vocab_size=100, d_model=32, num_heads=4, d_ff=64, num_layers=3)
+    # The GPT's parameter names, and a learned positional table when asked.
+    cfg = EncoderConfig(vocab_size=100, emb_dim=32, n_heads=4, hidden_dim=64, n_layers=3)
     assert EncoderConfig.from_dict(cfg.to_dict()) == cfg
     n_pos = sum(p.numel() for p in TransformerClassifier(cfg).parameters())
     learned = TransformerClassifier(EncoderConfig(**{**cfg.to_dict(), "pos_encoding": "learned"}))
-    assert sum(p.numel() for p in learned.parameters()) - n_pos == 64 * 32  # max_len x d_model
+    assert (
+        sum(p.numel() for p in learned.parameters()) - n_pos == 64 * 32
+    )  # context_length x emb_dim
 
 
 def test_labelled_lines_keep_quotes_and_report_bad_lines(tmp_path):
@@ -128,7 +132,7 @@ def test_train_save_load_predict_on_toy_data(tmp_path):
     examples = toy_sentiment_examples(300, seed=1)
     config = ClassifierTrainConfig(epochs=6, batch_size=16, min_freq=1, test_ratio=0.25)
     result = train_classifier(
-        examples, config=config, model_config={"d_model": 32, "num_layers": 1}, out_dir=tmp_path
+        examples, config=config, model_config={"emb_dim": 32, "n_layers": 1}, out_dir=tmp_path
     )
     assert result.test_accuracy >= 0.95 and result.n_test == 75
     assert len(result.history) == 6 and {"train_loss", "val_acc"} <= set(result.history[0])

@@ -8,14 +8,13 @@ import logging
 
 import pytest
 import torch
-from transformers import GPT2LMHeadModel, GPT2TokenizerFast
+from transformers import AutoTokenizer, GPT2LMHeadModel, GPT2TokenizerFast
 
-from scratchgpt import pretrained
 from scratchgpt.checkpoint import CheckpointError, save_checkpoint
 from scratchgpt.cli import main
 from scratchgpt.config import GPTConfig, preset
 from scratchgpt.model import GPTModel
-from scratchgpt.pretrained import convert_to_hf, export_hf, load_gpt2
+from scratchgpt.pretrained import convert_to_hf, export_hf, load_gpt2, mapping
 from scratchgpt.tokenizers import CharTokenizer, TiktokenTokenizer
 
 pytestmark = pytest.mark.hf
@@ -82,18 +81,26 @@ def test_gpt2_tokenizer_files_are_gpt2s_own(tmp_path, gpt2_tok, shared_data):
     vocab = json.loads((out / "vocab.json").read_text(encoding="utf-8"))
     assert vocab == json.loads(shared_data("gpt2-encoder.json").read_text(encoding="utf-8"))
     hf_tok = GPT2TokenizerFast.from_pretrained(out)
+    auto = AutoTokenizer.from_pretrained(out)
     for text in (TEXT, "  spaces\n\nand\ttabs 1234 ünïcödé 🚀", "<|endoftext|>"):
         assert hf_tok.encode(text) == gpt2_tok.encode(text, allowed_special="all")
+        assert auto(text)["input_ids"] == gpt2_tok.encode(text, allowed_special="all")
+        assert auto.decode(auto(text)["input_ids"]) == text
 
 
-def test_other_tokenizers_travel_as_scratchgpt_json(tmp_path, caplog):
+def test_other_tokenizers_travel_as_hf_and_scratchgpt_files(tmp_path, caplog):
+    """Not GPT-2's: Hugging Face's tokenizer.json for transformers, ours under its own name."""
     tok = CharTokenizer.from_text(TEXT)
     model = GPTModel(preset("tiny", vocab_size=tok.vocab_size))
     with caplog.at_level(logging.WARNING, logger="scratchgpt"):
         out = export_hf(model, tok, tmp_path / "hf")
-    assert "not GPT-2's" in caplog.text
+    warned = [r for r in caplog.records if r.name.startswith("scratchgpt") and r.levelno >= 30]
+    assert not warned  # nothing was left out
     assert not (out / "vocab.json").exists()
+    assert "added_tokens" in json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
+    assert AutoTokenizer.from_pretrained(out)("quick fox")["input_ids"] == tok.encode("quick fox")
     back, back_tok = load_gpt2(out)
+    assert isinstance(back_tok, CharTokenizer)
     assert back_tok.encode("quick fox") == tok.encode("quick fox")
     assert json.loads((out / "config.json").read_text())["eos_token_id"] is None
     ids = torch.tensor([tok.encode("quick fox")])
@@ -105,8 +112,8 @@ def test_other_tokenizers_travel_as_scratchgpt_json(tmp_path, caplog):
 def test_refuses_what_gpt2_cannot_express(tmp_path, monkeypatch, gpt2_tok):
     model = random_model(ln_eps=1e-6)
     # A config field GPT-2 has no equivalent for (as a new position encoding would be):
-    fields = {k: v for k, v in pretrained.EXPORTED_FIELDS.items() if k != "ln_eps"}
-    monkeypatch.setattr(pretrained, "EXPORTED_FIELDS", fields)
+    fields = {k: v for k, v in mapping.EXPORTED_FIELDS.items() if k != "ln_eps"}
+    monkeypatch.setattr(mapping, "EXPORTED_FIELDS", fields)  # where config_to_hf reads it
     with pytest.raises(CheckpointError, match="no equivalent of ln_eps=1e-06"):
         export_hf(model, gpt2_tok, tmp_path / "hf")
     assert not (tmp_path / "hf").exists()

@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from scratchgpt.config import preset
-from scratchgpt.generation import filter_logits, generate, next_token
+from scratchgpt.config import ConfigError, SamplingConfig, preset
+from scratchgpt.generation import Generator, filter_logits, generate, next_token, stream
 from scratchgpt.model import GPTModel
+from scratchgpt.tokenizers import CharTokenizer
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +105,52 @@ def test_eos_pads_finished_rows(model):
 def test_bad_settings(model, kwargs, match):
     with pytest.raises(ValueError, match=match):
         generate(model, torch.zeros(1, 1, dtype=torch.long), 3, **kwargs)
+    with pytest.raises(ConfigError, match=match):  # checked by SamplingConfig
+        generate(model, torch.zeros(1, 1, dtype=torch.long), 3, **kwargs)
+
+
+SAMPLED = {"temperature": 0.9, "top_k": 50, "top_p": 0.8, "repetition_penalty": 1.3}
+
+
+def test_sampling_config_gives_the_same_ids_as_the_keywords(model):
+    idx = torch.randint(0, 256, (2, 4))
+
+    def run(**kw):
+        gen = torch.Generator().manual_seed(7)
+        return torch.stack(list(stream(model, idx, 16, generator=gen, **kw)), dim=1)
+
+    by_keywords = run(**SAMPLED)
+    by_config = run(sampling=SamplingConfig(**SAMPLED))
+    assert torch.equal(by_keywords, by_config)
+    assert not torch.equal(by_keywords, run())  # the settings did change the sample
+    gen = torch.Generator().manual_seed(7)
+    out = generate(model, idx, 16, sampling=SamplingConfig(**SAMPLED), generator=gen)
+    assert torch.equal(out[:, 4:], by_config)
+
+
+@pytest.mark.parametrize("keyword", sorted(SAMPLED))
+def test_sampling_config_and_keywords_together_are_refused(model, keyword):
+    idx = torch.zeros(1, 1, dtype=torch.long)
+    with pytest.raises(ConfigError, match=rf"sampling= and {keyword}=.* given together"):
+        generate(model, idx, 3, sampling=SamplingConfig(), **{keyword: SAMPLED[keyword]})
+    with pytest.raises(ConfigError, match="must be a SamplingConfig"):
+        generate(model, idx, 3, sampling={"temperature": 0})
+
+
+def test_generator_takes_a_sampling_config():
+    tok = CharTokenizer.from_text("the cat sat on the mat.\n")
+    torch.manual_seed(0)
+    gen = Generator(GPTModel(preset("tiny", vocab_size=tok.vocab_size)).eval(), tok)
+    greedy = SamplingConfig(temperature=0)
+    assert gen.generate_text("the ", 12, sampling=greedy) == gen.generate_text(
+        "the ", 12, temperature=0
+    )
+    sampled = SamplingConfig(**SAMPLED)
+    whole = gen.generate_text("the ", 12, sampling=sampled, seed=3)
+    assert "".join(gen.stream_text("the ", 12, sampling=sampled, seed=3)) == whole
+    assert whole == gen.generate_text("the ", 12, seed=3, **SAMPLED)
+    with pytest.raises(ConfigError, match="given together"):
+        gen.generate_text("the ", 4, sampling=greedy, top_k=2)
 
 
 def test_generate_restores_training_mode(model):

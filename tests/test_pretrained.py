@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
+import itertools
 import json
+import logging
 import os
+import socket
 import sys
+import threading
 
 import pytest
 import torch
@@ -14,8 +19,10 @@ from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 from scratchgpt.checkpoint import CheckpointError, save_checkpoint
 from scratchgpt.cli import main
 from scratchgpt.config import ConfigError
+from scratchgpt.errors import MissingExtraError, TokenizerError
 from scratchgpt.generation import generate
 from scratchgpt.model import GPTModel, num_parameters
+from scratchgpt.model import crop_context as model_crop_context
 from scratchgpt.pretrained import (
     HF_KEYS_OUTSIDE,
     HF_KEYS_PER_BLOCK,
@@ -23,12 +30,14 @@ from scratchgpt.pretrained import (
     config_from_hf,
     convert_from_hf,
     crop_context,
+    download_gpt2,
     hf_keys,
     load_gpt2,
     load_pretrained,
     openai_to_hf_name,
 )
-from scratchgpt.tokenizers import CharTokenizer
+from scratchgpt.pretrained.hub import failure
+from scratchgpt.tokenizers import CharTokenizer, TiktokenTokenizer
 from scratchgpt.training import TrainConfig, train
 
 from .hf_models import (
@@ -37,6 +46,7 @@ from .hf_models import (
     hf_greedy,
     random_hf_model,
     save_openai_hub_layout,
+    tiktoken_gpt2_cache,
 )
 
 pytestmark = pytest.mark.hf
@@ -162,10 +172,18 @@ def test_bad_directories_say_what_is_wrong(tmp_path, gpt2_files):
     with pytest.raises(CheckpointError, match="pickle"):
         load_gpt2(pickled)
 
-    bare = tmp_path / "bare"
+    corrupt = tmp_path / "corrupt"
+    hf.save_pretrained(corrupt)
+    (corrupt / "config.json").write_text('{"model_type": "gpt2", "n_layer": ')  # cut short
+    for load in (load_gpt2, load_pretrained):
+        with pytest.raises(CheckpointError) as info:
+            load(corrupt)
+        message = str(info.value)
+        assert message.startswith(f"{corrupt / 'config.json'} is corrupt: not valid JSON")
+        assert "neither" not in message and "\n" not in message
+
+    bare = tmp_path / "bare"  # no tokenizer files: test_directory_without_tokenizer_files
     hf.save_pretrained(bare)
-    with pytest.raises(CheckpointError, match="has no tokenizer"):
-        load_gpt2(bare)
     model, tok = load_gpt2(bare, tokenizer=good)  # a directory with GPT-2's files
     assert tok.encode("Hello") == [15496]
 
@@ -205,6 +223,7 @@ def test_dtype_device_and_crop(tmp_path, gpt2_files):
             cropped(torch.zeros(1, 17, dtype=torch.long))
     with pytest.raises(ConfigError, match="only be cropped"):
         crop_context(cropped, 17)
+    assert crop_context is model_crop_context  # its home is the model; re-exported here
     with pytest.raises(ConfigError, match="cannot override emb_dim"):
         load_gpt2(tmp_path, emb_dim=64)
 
@@ -269,8 +288,165 @@ def test_offline_hub_cache_loads_and_an_empty_one_says_how(
 def test_missing_huggingface_hub_says_which_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import now raises ImportError
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(CheckpointError, match=r"pip install 'scratchgpt\[hf\]'"):
+    with pytest.raises(MissingExtraError, match=r"pip install -e '\.\[hf\]'"):
         load_gpt2("gpt2")
+
+
+def _one_line_with_fix(error: BaseException, *needles: str) -> str:
+    """The CLI prints an error as one line: short, saying how to fix it, the cause kept."""
+    message = str(error)
+    assert "\n" not in message and len(message) < 250, message
+    for needle in needles:
+        assert needle in message, (needle, message)
+    assert error.__cause__ is not None  # huggingface_hub's own error, for debugging
+    return message
+
+
+@pytest.fixture
+def unreachable_hub(tmp_path, monkeypatch):
+    """An empty cache and a hub endpoint on a loopback port nothing listens on."""
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))  # a free port, closed again below: connections are refused
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+
+
+def test_unreachable_hub_is_one_line(unreachable_hub, capsys):
+    with pytest.raises(CheckpointError) as info:
+        load_gpt2("gpt2")
+    message = _one_line_with_fix(
+        info.value,
+        "(offline: connection refused)",
+        f"check HF_ENDPOINT={os.environ['HF_ENDPOINT']} and rerun `scratchgpt download gpt2`",
+        "--init-from DIR",
+    )
+    assert message.startswith("could not download gpt2 from the Hugging Face hub")
+    assert "Traceback" not in message and "ConnectError" not in message
+    assert main(["download", "gpt2-124M"]) == 2
+    err = capsys.readouterr().err
+    assert "connection refused" in err and "Traceback" not in err
+
+
+def test_hub_http_errors_are_one_line(unreachable_hub, monkeypatch):
+    """A loopback "hub" answering every request with an HTTP error."""
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(self.server.status)  # type: ignore[attr-defined]
+            self.end_headers()
+
+        do_HEAD = do_GET  # noqa: N815  (http.server dispatches on this name)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        for status in (404, 500, 401):
+            server.status = status  # type: ignore[attr-defined]
+            with pytest.raises(CheckpointError) as info:
+                download_gpt2("gpt2")
+            _one_line_with_fix(info.value, f"(HTTP {status})", "check HF_ENDPOINT=", "DIR")
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def test_offline_with_an_empty_cache_is_one_line(offline_hub):
+    with pytest.raises(CheckpointError) as info:
+        load_gpt2("gpt2-medium")
+    _one_line_with_fix(
+        info.value,
+        "not in the Hugging Face cache",
+        "scratchgpt download gpt2-medium",
+        "HF_HUB_OFFLINE",
+        "--init-from DIR",
+    )
+
+
+def test_hub_failures_in_a_few_words():
+    def chain(*errors: BaseException) -> BaseException:  # outermost first
+        for outer, inner in itertools.pairwise(errors):
+            outer.__cause__ = inner
+        return errors[0]
+
+    wrapped = "An error happened while trying to locate the files on the Hub.\nPlease check"
+    no_dns = socket.gaierror(-2, "Name or service not known")
+    assert failure(chain(OSError(wrapped), RuntimeError("ConnectError"), no_dns)) == (
+        "offline: host name not found"
+    )
+    assert failure(chain(OSError(wrapped), TimeoutError("read"))) == "offline: timed out"
+    assert failure(chain(OSError(wrapped), ConnectionResetError())) == (
+        "offline: connection failed"
+    )
+
+    class Response:
+        status_code = 404
+
+    http = RuntimeError("404 Client Error. (Request ID: ...)\n\nRepository Not Found")
+    http.response = Response()  # type: ignore[attr-defined]
+    assert failure(chain(OSError(wrapped), http)) == "HTTP 404"
+    assert failure(ValueError("first line\nsecond line")) == "ValueError: first line"
+    long = failure(ValueError("x" * 500))
+    assert len(long) == 60 and long.endswith("...")
+
+
+# ---------------------------------------------------------------------------------------------
+# A Hugging Face directory without tokenizer files (save_pretrained of the model alone)
+
+
+@pytest.fixture
+def tiktoken_cache(tmp_path, monkeypatch, gpt2_files):
+    cache = tiktoken_gpt2_cache(tmp_path / "tiktoken", *gpt2_files)
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(cache))
+    return cache
+
+
+def test_directory_without_tokenizer_files(tmp_path, tiktoken_cache, caplog):
+    # GPT-2's 50,257 ids: GPT-2's tokenizer.
+    hf = random_hf_model(n_layer=1, n_embd=16, n_head=2, vocab_size=50257, n_positions=32)
+    hf.save_pretrained(tmp_path / "gpt2-vocab")
+    names = {p.name for p in (tmp_path / "gpt2-vocab").iterdir()}
+    assert not names & {"vocab.json", "merges.txt", "tokenizer.json", "encoder.json"}
+    ours, tok = load_gpt2(tmp_path / "gpt2-vocab")
+    assert isinstance(tok, TiktokenTokenizer) and tok.encode("Hello") == [15496]
+    _assert_same_model(ours, hf, tok, n_new=3)
+
+    # Any other vocabulary: no tokenizer, a warning, and ids in, logits out still work.
+    hf = random_hf_model(n_layer=1, n_embd=16, n_head=2, vocab_size=1000, n_positions=32)
+    hf.save_pretrained(tmp_path / "other")
+    with caplog.at_level(logging.WARNING, logger="scratchgpt"):
+        ours, tok = load_gpt2(tmp_path / "other")
+        _, tok_too = load_pretrained(tmp_path / "other")
+    assert tok is None and tok_too is None
+    assert "no tokenizer files" in caplog.text and "1000-id vocabulary" in caplog.text
+    ids = torch.tensor([[1, 2, 3, 999]])
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids), hf(ids).logits)
+    # A tokenizer passed in still wins.
+    _, char = load_gpt2(tmp_path / "other", tokenizer=CharTokenizer.from_text("abc"))
+    assert isinstance(char, CharTokenizer)
+
+
+def test_gpt2_vocabulary_without_tiktoken_files_says_how(tmp_path, monkeypatch):
+    def unreachable(cls, name):
+        raise TokenizerError(f"tiktoken could not load the {name!r} vocabulary (offline)")
+
+    monkeypatch.setattr(TiktokenTokenizer, "from_name", classmethod(unreachable))
+    hf = random_hf_model(n_layer=1, n_embd=16, n_head=2, vocab_size=50257, n_positions=32)
+    hf.save_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match="TIKTOKEN_CACHE_DIR") as info:
+        load_gpt2(tmp_path)
+    assert "\n" not in str(info.value) and "tokenizer=DIR" in str(info.value)
+    assert isinstance(info.value.__cause__, TokenizerError)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,7 +528,7 @@ def test_openai_release_without_tensorflow_says_which_extra(tmp_path, monkeypatc
     hparams = {"n_vocab": 50257, "n_ctx": 1024, "n_embd": 768, "n_head": 12, "n_layer": 12}
     (tmp_path / "hparams.json").write_text(json.dumps(hparams))
     monkeypatch.setitem(sys.modules, "tensorflow", None)
-    with pytest.raises(CheckpointError, match=r"pip install 'scratchgpt\[tf\]'"):
+    with pytest.raises(MissingExtraError, match=r"pip install -e '\.\[tf\]'"):
         load_gpt2(tmp_path)
 
 

@@ -51,11 +51,12 @@ _EXPORTS: dict[str, str] = {
     "load_pretrained": "pretrained",
     "download_gpt2": "pretrained",
     "export_hf": "pretrained",
-    "crop_context": "pretrained",
+    "crop_context": "model",
     "perplexity": "evaluation",
     "PerplexityResult": "evaluation",
     "TrainConfig": "config",
     "RunConfig": "config",
+    "SamplingConfig": "config",
     "load_run_config": "config",
     "TrainResult": "training",
     "TrainingError": "errors",
@@ -70,7 +71,7 @@ _EXPORTS: dict[str, str] = {
     "SelfAttention": "model.teaching",
     "CausalAttention": "model.teaching",
     "MultiHeadAttentionWrapper": "model.teaching",
-    "EncoderConfig": "model.encoder",
+    "EncoderConfig": "config",
     "TransformerEncoder": "model.encoder",
     "TransformerClassifier": "model.encoder",
     "TextClassifier": "classifier",
@@ -110,6 +111,7 @@ __all__ = [
     "PerplexityResult",
     "RandomWindows",
     "RunConfig",
+    "SamplingConfig",
     "SelfAttention",
     "SelfAttentionNoWeights",
     "SequentialWindows",
@@ -192,8 +194,10 @@ if TYPE_CHECKING:
     from .config import (
         PRESETS,
         ConfigError,
+        EncoderConfig,
         GPTConfig,
         RunConfig,
+        SamplingConfig,
         TrainConfig,
         load_model_config,
         load_run_config,
@@ -224,7 +228,7 @@ if TYPE_CHECKING:
         num_parameters,
         sinusoidal_encoding,
     )
-    from .model.encoder import EncoderConfig, TransformerClassifier, TransformerEncoder
+    from .model.encoder import TransformerClassifier, TransformerEncoder
     from .model.teaching import (
         CausalAttention,
         MultiHeadAttentionWrapper,

@@ -260,9 +260,9 @@ class TextClassifier:
         self.pad_id = tokenizer.eot_id if tokenizer.eot_id is not None else 0
 
     def encode(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token ids (B, T) padded to the longest text (at most max_len), and the padding
+        """Token ids (B, T) padded to the longest text (at most context_length), and the padding
         mask (B, T), True for real tokens. An empty text becomes one end-of-text token."""
-        max_len = self.model.cfg.max_len
+        max_len = self.model.cfg.context_length
         rows = [self.tokenizer.encode(t)[:max_len] or [self.pad_id] for t in texts]
         T = max(len(r) for r in rows)
         ids = torch.full((len(rows), T), self.pad_id, dtype=torch.long)
@@ -365,7 +365,7 @@ class TextClassifier:
         c = self.model.cfg
         return (
             f"TextClassifier(labels={self.labels}, vocab_size={c.vocab_size}, "
-            f"d_model={c.d_model}, num_layers={c.num_layers}, num_heads={c.num_heads})"
+            f"emb_dim={c.emb_dim}, n_layers={c.n_layers}, n_heads={c.n_heads})"
         )
 
 
@@ -467,8 +467,8 @@ def train_classifier(
 ) -> ClassifierResult:
     """Split ``examples``, build the vocabulary and the encoder, train, evaluate, save.
 
-    ``model_config`` holds :class:`EncoderConfig` fields (d_model, num_heads, d_ff,
-    num_layers, max_len, ...); vocab_size and num_classes come from the data. Every epoch
+    ``model_config`` holds :class:`EncoderConfig` fields (emb_dim, n_heads, hidden_dim,
+    n_layers, context_length, ...); vocab_size and num_classes come from the data. Every epoch
     logs the training loss and the held-out loss and accuracy; with ``out_dir`` the
     classifier is saved there with a metrics.jsonl of those rows (``scratchgpt viz curves``
     plots it).

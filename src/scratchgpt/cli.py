@@ -519,10 +519,11 @@ def _load_model(args: argparse.Namespace, device: Any) -> tuple[Any, Any]:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from .config import SamplingConfig
     from .device import pick_device
-    from .generation import Generator, check_sampling
+    from .generation import Generator
 
-    check_sampling(
+    sampling = SamplingConfig(
         temperature=args.temperature,
         top_k=args.top_k,
         top_p=args.top_p,
@@ -536,10 +537,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     model, tokenizer = _load_model(args, device)
     gen = Generator(model, tokenizer, compile=args.compile)
     options: dict[str, Any] = {
-        "temperature": args.temperature,
-        "top_k": args.top_k,
-        "top_p": args.top_p,
-        "repetition_penalty": args.repetition_penalty,
+        "sampling": sampling,
         "use_cache": not args.no_cache,
         "stop": args.stop or (),
     }
@@ -808,9 +806,12 @@ def cmd_classify(args: argparse.Namespace) -> int:
             print(f"{classifier.labels[best]}\t{row[best].item():.3f}\t{text}")
         return 0
     examples = read_labelled_file(args.data) if args.data else load_sms_spam()
-    model_flags = ("d_model", "num_heads", "d_ff", "num_layers", "max_len", "dropout")
-    model_flags += ("pos_encoding", "pooling")
-    model_config = {k: getattr(args, k) for k in model_flags if getattr(args, k) is not None}
+    model_flags = {"d_model": "emb_dim", "num_heads": "n_heads", "d_ff": "hidden_dim"}
+    model_flags |= {"num_layers": "n_layers", "max_len": "context_length", "dropout": "drop_rate"}
+    model_flags |= {"pos_encoding": "pos_encoding", "pooling": "pooling"}  # flag -> field
+    model_config = {
+        f: getattr(args, k) for k, f in model_flags.items() if getattr(args, k) is not None
+    }
     result = train_classifier(
         examples,
         config=_dataclass_from_args(ClassifierTrainConfig, args),

@@ -6,6 +6,7 @@ Scratch", ch. 4.7 and 5.3). The loop is built from small functions, each one ste
 
 - :func:`next_token`: logits -> (repetition penalty, temperature, top-k, top-p) -> a sample;
   temperature 0 is greedy, always the most likely token (Holtzman et al. 2020 for top-p);
+  the settings are one :class:`~scratchgpt.config.SamplingConfig`, checked where it is built;
 - :func:`prefill`: run the whole prompt once, filling the KV cache;
 - :func:`decode_step`: run one new token against the cache (gpt-fast's static-cache design);
 - :func:`stream`: yields each new token as it is made; :func:`generate` collects them.
@@ -20,34 +21,16 @@ Shapes: B batch, T sequence length, V vocabulary.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 
+from .config import SamplingConfig
+from .errors import ConfigError
 from .model import GPTModel, eval_mode
 from .tokenizers import Tokenizer
-
-
-def check_sampling(
-    *,
-    temperature: float,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    repetition_penalty: float = 1.0,
-) -> None:
-    """Reject sampling settings with no meaning, naming the setting and the allowed range."""
-    if not temperature >= 0:
-        raise ValueError(f"temperature={temperature}: must be >= 0 (0 means greedy)")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k={top_k}: must be >= 1, or None to keep every token")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p={top_p}: must be in (0, 1], or None to keep every token")
-    if not repetition_penalty > 0:
-        raise ValueError(
-            f"repetition_penalty={repetition_penalty}: must be > 0 (1 is off, > 1 discourages "
-            "repeats)"
-        )
 
 
 def filter_logits(
@@ -133,6 +116,29 @@ def _inference(model: GPTModel) -> Iterator[None]:
 
 DecodeFn = Callable[..., torch.Tensor]
 
+
+def _sampling_settings(sampling: SamplingConfig | None, **keywords: Any) -> SamplingConfig:
+    """``sampling``, or a SamplingConfig of the keywords (which checks them) when it is None.
+
+    Both at once is refused rather than merged: which one wins would be a guess.
+    """
+    if sampling is None:
+        return SamplingConfig(**keywords)
+    if not isinstance(sampling, SamplingConfig):
+        raise ConfigError(f"sampling={sampling!r}: must be a SamplingConfig")
+    also = [
+        f"{f.name}={keywords[f.name]!r}"
+        for f in dataclasses.fields(SamplingConfig)
+        if keywords[f.name] != f.default
+    ]
+    if also:
+        raise ConfigError(
+            f"sampling= and {', '.join(also)} given together: put every sampling setting in "
+            "the SamplingConfig, or pass only keywords"
+        )
+    return sampling
+
+
 # Cache slots are allocated in multiples of this when the decode step is compiled (see stream).
 COMPILED_CACHE_MULTIPLE = 256
 
@@ -142,6 +148,7 @@ def stream(
     idx: torch.Tensor,
     max_new_tokens: int,
     *,
+    sampling: SamplingConfig | None = None,
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
@@ -163,9 +170,16 @@ def stream(
     :func:`decode_step` (a compiled copy, from :func:`compile_decode_step`); the cache is then
     sized in multiples of ``COMPILED_CACHE_MULTIPLE`` slots and kept for the next call, so
     the compiled graph is reused.
+
+    The sampling settings are ``sampling`` or the keywords ``temperature``, ``top_k``,
+    ``top_p`` and ``repetition_penalty`` (the same fields), not both.
     """
-    check_sampling(
-        temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty
+    settings = _sampling_settings(
+        sampling,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
     )
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens={max_new_tokens}: must be >= 0")
@@ -204,9 +218,13 @@ def stream(
                     slot = torch.tensor([pos], device=idx.device)
                     logits = decode(model, last.view(-1, 1), slot, pad_offset)  # (B,) -> (B, 1)
                     pos += 1
-                logits = apply_repetition_penalty(logits, seq, repetition_penalty)
+                logits = apply_repetition_penalty(logits, seq, settings.repetition_penalty)
                 token = next_token(
-                    logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
+                    logits,
+                    temperature=settings.temperature,
+                    top_k=settings.top_k,
+                    top_p=settings.top_p,
+                    generator=generator,
                 ).squeeze(1)  # (B, 1) -> (B,)
                 if eos_id is not None:
                     token = token.masked_fill(done, eos_id)
@@ -226,6 +244,7 @@ def generate(
     idx: torch.Tensor,
     max_new_tokens: int,
     *,
+    sampling: SamplingConfig | None = None,
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
@@ -247,6 +266,7 @@ def generate(
             model,
             idx,
             max_new_tokens,
+            sampling=sampling,
             temperature=temperature,
             top_k=top_k,
             top_p=top_p,
@@ -339,15 +359,18 @@ class Generator:
         prompt: str,
         max_new_tokens: int,
         *,
+        sampling: SamplingConfig | None = None,
         stop: Sequence[str] = (),
         seed: int | None = None,
-        **sampling: Any,
+        use_cache: bool = True,
+        **keywords: Any,
     ) -> Iterator[str]:
         """Yield the continuation of ``prompt`` piece by piece, as readable text.
 
         A byte-level token can end in the middle of a UTF-8 character; such bytes are held
         back until the character is complete. Stops at end-of-text, at the first stop string
-        (which is not yielded), or after ``max_new_tokens``.
+        (which is not yielded), or after ``max_new_tokens``. The sampling settings are
+        ``sampling``, or :func:`stream`'s keywords (``temperature=0``, ``top_k=...``).
         """
         ids = self._encode(prompt)
         idx = torch.tensor([ids], dtype=torch.long, device=self.device)
@@ -360,7 +383,9 @@ class Generator:
             eos_id=self.tokenizer.eot_id,
             generator=self._generator(seed),
             decode_fn=self.decode_fn,
-            **sampling,
+            sampling=sampling,
+            use_cache=use_cache,
+            **keywords,
         ):
             tid = int(token[0])
             if tid == self.tokenizer.eot_id:
@@ -390,15 +415,18 @@ class Generator:
         prompts: str | Sequence[str],
         max_new_tokens: int,
         *,
+        sampling: SamplingConfig | None = None,
         stop: Sequence[str] = (),
         seed: int | None = None,
-        **sampling: Any,
+        use_cache: bool = True,
+        **keywords: Any,
     ) -> str | list[str]:
         """Continuations of one prompt (a str) or of a batch of prompts (a list), in one pass.
 
         A batch is left-padded and generated together; each row gives the same tokens as the
         prompt alone (for greedy decoding; a test pins it). The prompt is not repeated in the
-        result, which ends before end-of-text or the first stop string.
+        result, which ends before end-of-text or the first stop string. Sampling settings as
+        in :meth:`stream_text`.
         """
         single = isinstance(prompts, str)
         batch = [prompts] if single else list(prompts)
@@ -414,7 +442,9 @@ class Generator:
                 generator=self._generator(seed),
                 pad_offset=offsets if bool(offsets.any()) else None,
                 decode_fn=self.decode_fn,
-                **sampling,
+                sampling=sampling,
+                use_cache=use_cache,
+                **keywords,
             )
         )
         out = torch.stack(tokens, dim=1).tolist() if tokens else [[] for _ in batch]

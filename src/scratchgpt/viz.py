@@ -226,7 +226,7 @@ def plot_classifier_attention(
     whole square (no causal triangle); rows still sum to 1."""
     ids, mask = classifier.encode([text])
     cfg = classifier.model.cfg
-    _check_layer_head(cfg.num_layers, cfg.num_heads, layer, head)
+    _check_layer_head(cfg.n_layers, cfg.n_heads, layer, head)
     weights = attention_weights(classifier.model, ids, padding_mask=mask)[layer, 0]  # (nh, T, T)
     tokens = token_labels(classifier.tokenizer, ids[0].tolist())
     return _plot_weights(weights, tokens, layer=layer, head=head, out=out, dpi=dpi)

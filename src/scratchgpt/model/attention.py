@@ -7,8 +7,8 @@ which is what lets a GPT predict the next token (Raschka, "Build a LLM from Scra
 
 The math lives in two functions with one signature, ``(q, k, v, *, mask, dropout_p) -> out``:
 :func:`explicit_attention` writes every step out for a reader; :func:`sdpa_attention` calls
-PyTorch's fused kernel (flash attention on a GPU). The module picks one by the config's
-``attn_impl`` and both use the same parameters, so a checkpoint runs on either path.
+PyTorch's fused kernel (flash attention on a GPU). The module picks one by its ``attn_impl``
+(the config's value) and both use the same parameters, so a checkpoint runs on either path.
 
 Shapes: B batch, T query length, S key length, C = emb_dim, nh = n_heads, hs = head size.
 """
@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import GPTConfig
+from ..config import AttentionImpl
+from ..errors import did_you_mean
 
 # mask: bool (T, S) or broadcastable, True where a query may attend a key; None means "causal
 # with T == S", which lets the fused kernel use its own, faster causal path.
@@ -111,23 +112,41 @@ ATTENTION_FUNCTIONS: dict[str, AttentionFn] = {
 
 
 class MultiHeadAttention(nn.Module):
-    """nh heads of causal self-attention computed at once by splitting C into nh * hs.
+    """nh heads of self-attention computed at once by splitting C into nh * hs.
 
     One big projection per Q, K and V (instead of nh small ones) gives the same function with
-    a single matrix multiply each; the heads are then a reshape, not separate modules.
+    a single matrix multiply each; the heads are then a reshape, not separate modules. Causal
+    unless given a mask: the GPT relies on that default, the encoder passes a padding mask.
+    It takes plain sizes, not a model config, so the GPT, the encoder and the teaching code
+    all build this one module.
     """
 
-    def __init__(self, cfg: GPTConfig) -> None:
+    def __init__(
+        self,
+        emb_dim: int,
+        n_heads: int,
+        *,
+        drop_rate: float = 0.0,
+        qkv_bias: bool = False,
+        attn_impl: AttentionImpl = "sdpa",
+    ) -> None:
         super().__init__()
-        self.n_heads = cfg.n_heads
-        self.head_dim = cfg.head_dim
-        self.dropout_p = cfg.drop_rate
-        self.attend = ATTENTION_FUNCTIONS[cfg.attn_impl]
-        self.W_query = nn.Linear(cfg.emb_dim, cfg.emb_dim, bias=cfg.qkv_bias)
-        self.W_key = nn.Linear(cfg.emb_dim, cfg.emb_dim, bias=cfg.qkv_bias)
-        self.W_value = nn.Linear(cfg.emb_dim, cfg.emb_dim, bias=cfg.qkv_bias)
+        if n_heads < 1 or emb_dim % n_heads != 0:
+            raise ValueError(f"emb_dim={emb_dim} must be divisible by n_heads={n_heads}")
+        if attn_impl not in ATTENTION_FUNCTIONS:
+            raise ValueError(
+                f"attn_impl={attn_impl!r}: must be one of {', '.join(ATTENTION_FUNCTIONS)}"
+                f"{did_you_mean(attn_impl, ATTENTION_FUNCTIONS)}"
+            )
+        self.n_heads = n_heads
+        self.head_dim = emb_dim // n_heads
+        self.dropout_p = drop_rate
+        self.attend = ATTENTION_FUNCTIONS[attn_impl]
+        self.W_query = nn.Linear(emb_dim, emb_dim, bias=qkv_bias)
+        self.W_key = nn.Linear(emb_dim, emb_dim, bias=qkv_bias)
+        self.W_value = nn.Linear(emb_dim, emb_dim, bias=qkv_bias)
         # Mixes the heads' outputs back into one C-dim vector per position.
-        self.out_proj = nn.Linear(cfg.emb_dim, cfg.emb_dim)
+        self.out_proj = nn.Linear(emb_dim, emb_dim)
         self.kv_cache: KVCache | None = None  # opt-in, set by GPTModel.setup_cache
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:

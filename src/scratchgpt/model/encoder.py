@@ -17,159 +17,57 @@ It differs from the GPT's blocks (``gpt.py``) in two ways, and only those:
   post-norm stacks need learning-rate warmup (Xiong et al. 2020, "On Layer Normalization in
   the Transformer Architecture").
 
-Everything else is the project's own parts: :class:`MultiHeadAttention` (the same split-heads
-attention and attention functions as the GPT, given a padding mask instead of a causal one),
-:class:`LayerNorm`, :class:`GELU`, and the positional encodings of ``positional.py``.
+Everything else is the GPT's own layers, built from the same plain sizes:
+:class:`MultiHeadAttention` (the same split-heads attention and attention functions, given a
+padding mask instead of a causal one), :class:`FeedForward` (with the encoder's hidden width),
+:class:`LayerNorm`, and the positional encodings of ``positional.py``.
 
 :class:`TransformerClassifier` puts a linear head on the pooled encoder output: seed 001's
-"mini LLM" classifier, with its parameters (vocab_size, d_model, num_heads, d_ff, num_layers,
-num_classes); BERT (Devlin et al. 2018) fine-tunes the same shape for classification.
-``scratchgpt.classifier`` trains it on the SMS Spam Collection.
+"mini LLM" classifier (its d_model, num_heads, d_ff, num_layers are ``emb_dim``, ``n_heads``,
+``hidden_dim``, ``n_layers`` here, the GPT's names); BERT (Devlin et al. 2018) fine-tunes the
+same shape for classification. ``scratchgpt.classifier`` trains it on the SMS Spam Collection.
 
-Shapes: B batch, T tokens, C = d_model, nh = num_heads, K = num_classes.
+Shapes: B batch, T tokens, C = emb_dim, nh = n_heads, H = hidden_dim, K = num_classes.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Any, Literal
-
 import torch
 from torch import nn
 
-from ..config import (
-    ATTENTION_IMPLS,
-    POS_ENCODINGS,
-    AttentionImpl,
-    GPTConfig,
-    PosEncoding,
-    strict_from_dict,
-)
-from ..errors import ConfigError, did_you_mean
+from ..config import AttentionImpl, EncoderConfig
 from .attention import MultiHeadAttention
-from .layers import GELU, LayerNorm
+from .layers import FeedForward, LayerNorm
 from .positional import positional_encoding
-
-Pooling = Literal["mean", "first"]
-POOLINGS: tuple[str, ...] = ("mean", "first")
-
-
-@dataclass(frozen=True)
-class EncoderConfig:
-    """The shape of an encoder and its classification head (seed 001's parameter names).
-
-    Frozen and plain data like :class:`~scratchgpt.config.GPTConfig`: saved as JSON beside
-    the weights and the model rebuilt from it. The defaults are a small model that trains on
-    the SMS spam corpus in seconds on two CPU cores.
-    """
-
-    vocab_size: int
-    d_model: int = 64
-    num_heads: int = 4
-    d_ff: int = 128
-    num_layers: int = 2
-    num_classes: int = 2
-    max_len: int = 64  # the longest input, in tokens (the positional encoding's range)
-    dropout: float = 0.1
-    # The original Transformer's fixed waves by default: no parameters to learn from a small
-    # labelled set. "learned" is BERT's choice.
-    pos_encoding: PosEncoding = "sinusoidal"
-    # "mean": average the real tokens' vectors; "first": the first token's vector (BERT puts
-    # a [CLS] token there and trains it to summarise).
-    pooling: Pooling = "mean"
-    attn_impl: AttentionImpl = "sdpa"
-    ln_eps: float = 1e-5
-
-    def __post_init__(self) -> None:
-        for name in ("vocab_size", "d_model", "num_heads", "d_ff", "num_layers", "max_len"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name}={value!r}: must be an integer >= 1")
-        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int):
-            raise ConfigError(f"num_classes={self.num_classes!r}: must be an integer >= 2")
-        if self.num_classes < 2:
-            raise ConfigError(f"num_classes={self.num_classes}: a classifier needs >= 2 classes")
-        if self.d_model % self.num_heads != 0:
-            raise ConfigError(
-                f"d_model={self.d_model}: must be divisible by num_heads={self.num_heads}"
-            )
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
-            raise ConfigError(f"dropout={self.dropout!r}: must be a number in [0, 1)")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout={self.dropout}: must be in [0, 1)")
-        for name, allowed in (
-            ("pos_encoding", POS_ENCODINGS),
-            ("pooling", POOLINGS),
-            ("attn_impl", ATTENTION_IMPLS),
-        ):
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ConfigError(
-                    f"{name}={value!r}: must be one of {', '.join(allowed)}"
-                    f"{did_you_mean(str(value), allowed)}"
-                )
-        if self.pos_encoding == "sinusoidal" and self.d_model % 2 != 0:
-            raise ConfigError(
-                f"d_model={self.d_model}: the sinusoidal encoding needs an even d_model"
-            )
-        self.attention_config()  # the GPTConfig view validates the rest (ln_eps)
-
-    def attention_config(self) -> GPTConfig:
-        """The same shape as a GPTConfig: what MultiHeadAttention and the encodings read.
-
-        The attention module and the positional encodings take a GPTConfig; an encoder layer
-        has the same attention shape, so it builds them from this view instead of copies.
-        The QKV biases are on, as in the original Transformer and BERT.
-        """
-        return GPTConfig(
-            vocab_size=self.vocab_size,
-            context_length=self.max_len,
-            emb_dim=self.d_model,
-            n_heads=self.num_heads,
-            n_layers=self.num_layers,
-            drop_rate=self.dropout,
-            qkv_bias=True,
-            attn_impl=self.attn_impl,
-            ln_eps=self.ln_eps,
-            pos_encoding=self.pos_encoding,
-        )
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EncoderConfig:
-        """Build from plain data; an unknown key is an error (a typo would change the model)."""
-        return strict_from_dict(cls, d, what="encoder config")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-class PositionwiseFeedForward(nn.Module):
-    """Linear C -> d_ff, GELU, Linear d_ff -> C, applied to each token on its own.
-
-    The GPT's :class:`~scratchgpt.model.layers.FeedForward` with the hidden width as a
-    parameter (the encoder's ``d_ff``; the GPT fixes it at 4C). GELU, as in BERT and GPT-2;
-    the 2017 paper used ReLU.
-    """
-
-    def __init__(self, d_model: int, d_ff: int) -> None:
-        super().__init__()
-        self.layers = nn.Sequential(nn.Linear(d_model, d_ff), GELU(), nn.Linear(d_ff, d_model))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)  # (B, T, C) -> (B, T, d_ff) -> (B, T, C)
 
 
 class EncoderBlock(nn.Module):
-    """x = LN(x + Dropout(MHA(x))); x = LN(x + Dropout(FFN(x))): one post-norm encoder layer."""
+    """x = LN(x + Dropout(MHA(x))); x = LN(x + Dropout(FFN(x))): one post-norm encoder layer.
 
-    def __init__(self, cfg: EncoderConfig) -> None:
+    The GPT's attention and feed-forward layers, arranged post-norm (the paper's and BERT's
+    layout: every block's output is normalised; the module docstring says what that costs).
+    The QKV biases are on, as in the original Transformer and BERT. Plain sizes, like the
+    GPT's ``TransformerBlock``, so the block is usable without an :class:`EncoderConfig`.
+    """
+
+    def __init__(
+        self,
+        emb_dim: int,
+        n_heads: int,
+        *,
+        hidden_dim: int | None = None,
+        drop_rate: float = 0.0,
+        attn_impl: AttentionImpl = "sdpa",
+        ln_eps: float = 1e-5,
+    ) -> None:
         super().__init__()
-        self.att = MultiHeadAttention(cfg.attention_config())
-        self.norm1 = LayerNorm(cfg.d_model, cfg.ln_eps)
-        self.ff = PositionwiseFeedForward(cfg.d_model, cfg.d_ff)
-        self.norm2 = LayerNorm(cfg.d_model, cfg.ln_eps)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.att = MultiHeadAttention(
+            emb_dim, n_heads, drop_rate=drop_rate, qkv_bias=True, attn_impl=attn_impl
+        )
+        self.norm1 = LayerNorm(emb_dim, ln_eps)
+        self.ff = FeedForward(emb_dim, hidden_dim=hidden_dim)
+        self.norm2 = LayerNorm(emb_dim, ln_eps)
+        self.dropout = nn.Dropout(drop_rate)
 
     def forward(self, x: torch.Tensor, *, mask: torch.Tensor) -> torch.Tensor:
         """x (B, T, C) -> (B, T, C); ``mask`` (B or 1, 1, 1, T): True for the keys to read."""
@@ -201,17 +99,34 @@ def key_padding_mask(
 
 
 class TransformerEncoder(nn.Module):
-    """Token ids (B, T) -> contextual vectors (B, T, C): embeddings + N post-norm blocks."""
+    """Token ids (B, T) -> contextual vectors (B, T, C): embeddings + N post-norm blocks.
+
+    Takes the whole :class:`EncoderConfig` (it is the model: saved beside the weights and
+    rebuilt from it) and hands its layers plain sizes. No final LayerNorm, unlike the GPT:
+    a post-norm block already ends with one.
+    """
 
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
         self.cfg = cfg
         # nn.Embedding's N(0, 1) init keeps token vectors on the same scale as the sinusoids
         # (values in [-1, 1]); the paper gets there by scaling its embeddings by sqrt(C).
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.pos_emb = positional_encoding(cfg.attention_config())
-        self.drop_emb = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.num_layers))
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
+        self.pos_emb = positional_encoding(
+            cfg.pos_encoding, context_length=cfg.context_length, emb_dim=cfg.emb_dim
+        )
+        self.drop_emb = nn.Dropout(cfg.drop_rate)
+        self.blocks = nn.ModuleList(
+            EncoderBlock(
+                cfg.emb_dim,
+                cfg.n_heads,
+                hidden_dim=cfg.hidden_dim,
+                drop_rate=cfg.drop_rate,
+                attn_impl=cfg.attn_impl,
+                ln_eps=cfg.ln_eps,
+            )
+            for _ in range(cfg.n_layers)
+        )
 
     def forward(
         self, idx: torch.Tensor, *, padding_mask: torch.Tensor | None = None
@@ -219,9 +134,10 @@ class TransformerEncoder(nn.Module):
         if idx.dim() != 2:
             raise ValueError(f"expected token ids (batch, seq_len), got shape {tuple(idx.shape)}")
         T = idx.size(1)
-        if self.cfg.max_len < T:
+        if self.cfg.context_length < T:
             raise ValueError(
-                f"sequence length {T} exceeds max_len={self.cfg.max_len}; truncate the input"
+                f"sequence length {T} exceeds context_length={self.cfg.context_length}; "
+                "truncate the input"
             )
         mask = key_padding_mask(padding_mask, seq_len=T, device=idx.device)
         tok = self.tok_emb(idx)  # (B, T, C)
@@ -233,14 +149,19 @@ class TransformerEncoder(nn.Module):
 
 
 class TransformerClassifier(nn.Module):
-    """Token ids (B, T) -> class logits (B, K): an encoder, pooling, and a linear head."""
+    """Token ids (B, T) -> class logits (B, K): an encoder, pooling, and a linear head.
+
+    BERT's shape for classification: the encoder gives one vector per token, pooling one per
+    text, and a single linear layer scores the classes, so nearly everything the classifier
+    knows is in the encoder. Dropout before the head regularises a small labelled set.
+    """
 
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.encoder = TransformerEncoder(cfg)
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(cfg.d_model, cfg.num_classes)
+        self.dropout = nn.Dropout(cfg.drop_rate)
+        self.head = nn.Linear(cfg.emb_dim, cfg.num_classes)
 
     def pool(self, h: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
         """One vector per text from the encoder's (B, T, C) output: (B, C)."""

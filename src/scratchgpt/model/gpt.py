@@ -15,6 +15,7 @@ Shapes: B batch, T sequence length, C = emb_dim, V = vocab_size.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Iterator
 
@@ -22,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import GPTConfig
+from ..config import AttentionImpl, GPTConfig
+from ..errors import ConfigError
 from .attention import KVCache, MultiHeadAttention
 from .layers import FeedForward, LayerNorm
 from .positional import positional_encoding
@@ -34,15 +36,28 @@ class TransformerBlock(nn.Module):
     Pre-norm (normalise the input of each sub-layer, GPT-2's choice, unlike the original
     post-norm Transformer) leaves the residual path an untouched sum from input to output, so
     gradients reach the first layers undamped and deep stacks train without warmup tricks.
+    Plain sizes, like its layers: ``GPTModel`` passes its config's values down.
     """
 
-    def __init__(self, cfg: GPTConfig) -> None:
+    def __init__(
+        self,
+        emb_dim: int,
+        n_heads: int,
+        *,
+        hidden_dim: int | None = None,
+        drop_rate: float = 0.0,
+        qkv_bias: bool = False,
+        attn_impl: AttentionImpl = "sdpa",
+        ln_eps: float = 1e-5,
+    ) -> None:
         super().__init__()
-        self.norm1 = LayerNorm(cfg.emb_dim, cfg.ln_eps)
-        self.att = MultiHeadAttention(cfg)
-        self.norm2 = LayerNorm(cfg.emb_dim, cfg.ln_eps)
-        self.ff = FeedForward(cfg)
-        self.drop_shortcut = nn.Dropout(cfg.drop_rate)
+        self.norm1 = LayerNorm(emb_dim, ln_eps)
+        self.att = MultiHeadAttention(
+            emb_dim, n_heads, drop_rate=drop_rate, qkv_bias=qkv_bias, attn_impl=attn_impl
+        )
+        self.norm2 = LayerNorm(emb_dim, ln_eps)
+        self.ff = FeedForward(emb_dim, hidden_dim=hidden_dim)
+        self.drop_shortcut = nn.Dropout(drop_rate)
 
     def forward(
         self,
@@ -57,7 +72,11 @@ class TransformerBlock(nn.Module):
 
 
 class GPTModel(nn.Module):
-    """Token ids (B, T) -> next-token logits (B, T, V), always that one shape."""
+    """Token ids (B, T) -> next-token logits (B, T, V), always that one shape.
+
+    The model takes its :class:`GPTConfig` (saved with every checkpoint and rebuilt from it)
+    and hands its layers plain sizes, so the same layers serve the encoder and the notebooks.
+    """
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
@@ -66,9 +85,21 @@ class GPTModel(nn.Module):
         # Absolute positions, added to the tokens: attention itself is blind to order. Learned
         # (GPT-2) by default; cfg.pos_encoding="sinusoidal" gives the original Transformer's
         # fixed waves, which have no parameters (see positional.py).
-        self.pos_emb = positional_encoding(cfg)
+        self.pos_emb = positional_encoding(
+            cfg.pos_encoding, context_length=cfg.context_length, emb_dim=cfg.emb_dim
+        )
         self.drop_emb = nn.Dropout(cfg.drop_rate)
-        self.trf_blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers))
+        self.trf_blocks = nn.ModuleList(
+            TransformerBlock(
+                cfg.emb_dim,
+                cfg.n_heads,
+                drop_rate=cfg.drop_rate,
+                qkv_bias=cfg.qkv_bias,
+                attn_impl=cfg.attn_impl,
+                ln_eps=cfg.ln_eps,
+            )
+            for _ in range(cfg.n_layers)
+        )
         self.final_norm = LayerNorm(cfg.emb_dim, cfg.ln_eps)
         self.out_head = nn.Linear(cfg.emb_dim, cfg.padded_vocab_size, bias=False)
         if cfg.tie_weights:
@@ -241,3 +272,30 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         yield model
     finally:
         model.train(was_training)
+
+
+def crop_context(model: GPTModel, context_length: int) -> GPTModel:
+    """Shorten ``model``'s context window to its first ``context_length`` positions, in place.
+
+    GPT-2 learned one embedding per position; keeping the first rows is exact for every
+    sequence that fits, and a shorter window makes attention cheaper (fine-tuning on a small
+    machine, comparing with a model trained at 256). Returns the model.
+    """
+    n = model.cfg.context_length
+    if isinstance(context_length, bool) or not isinstance(context_length, int):
+        raise ConfigError(f"context_length={context_length!r}: must be an integer")
+    if not 1 <= context_length <= n:
+        raise ConfigError(
+            f"context_length={context_length}: a model's context can only be cropped, to "
+            f"between 1 and its {n}"
+        )
+    if context_length < n:
+        if isinstance(model.pos_emb, nn.Embedding):  # learned: keep the first rows
+            old = model.pos_emb.weight
+            with torch.no_grad():
+                rows = old[:context_length].clone()  # (n, C) -> (context_length, C)
+            model.pos_emb.weight = nn.Parameter(rows, requires_grad=old.requires_grad)
+            model.pos_emb.num_embeddings = context_length
+        # Computed (sinusoidal) positions have no table to cut: only the limit changes.
+        model.cfg = dataclasses.replace(model.cfg, context_length=context_length)
+    return model

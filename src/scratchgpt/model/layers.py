@@ -5,7 +5,7 @@ follow (Raschka, "Build a LLM from Scratch", ch. 4); the module's ``forward`` co
 function through PyTorch's fused kernel, which is several times faster on CPU and GPU. A test
 pins each pair together.
 
-Shapes: B batch, T sequence length, C = emb_dim.
+Shapes: B batch, T sequence length, C = emb_dim, H = the feed-forward hidden width.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from ..config import GPTConfig
 
 
 def layer_norm_formula(
@@ -67,19 +65,18 @@ class GELU(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """Position-wise MLP: expand C -> 4C, GELU, project back 4C -> C.
+    """Position-wise MLP: expand C -> H, GELU, project back H -> C (H = 4C unless given).
 
     Attention mixes information across positions; this layer then transforms each position on
-    its own. The 4x wider hidden layer is the original Transformer's ratio (2048 / 512).
+    its own. The 4x wider hidden layer is GPT-2's ratio (and the original Transformer's, 2048 /
+    512); the encoder picks its own ``hidden_dim``. Plain sizes, not a model config, so the GPT
+    and the encoder build the very same layer.
     """
 
-    def __init__(self, cfg: GPTConfig) -> None:
+    def __init__(self, emb_dim: int, *, hidden_dim: int | None = None) -> None:
         super().__init__()
-        self.layers = nn.Sequential(
-            nn.Linear(cfg.emb_dim, 4 * cfg.emb_dim),
-            GELU(),
-            nn.Linear(4 * cfg.emb_dim, cfg.emb_dim),
-        )
+        hidden = 4 * emb_dim if hidden_dim is None else hidden_dim
+        self.layers = nn.Sequential(nn.Linear(emb_dim, hidden), GELU(), nn.Linear(hidden, emb_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
+        return self.layers(x)  # (B, T, C) -> (B, T, H) -> (B, T, C)

@@ -13,7 +13,8 @@ adding a position vector to each token embedding. Two classic ways:
   with ``PE(pos + k) = M_k PE(pos)`` for every pos (:func:`sinusoidal_shift_matrix`), which the
   paper gives as the reason attention can learn to look "k tokens back".
 
-``GPTConfig.pos_encoding`` picks one; :func:`positional_encoding` builds it for ``GPTModel``.
+``GPTConfig.pos_encoding`` (and ``EncoderConfig.pos_encoding``) picks one;
+:func:`positional_encoding` builds it for ``GPTModel`` and the encoder.
 
 Shapes: T positions (any leading shape ``...`` of the position tensor), C = emb_dim.
 """
@@ -25,7 +26,8 @@ import math
 import torch
 from torch import nn
 
-from ..config import GPTConfig
+from ..config import POS_ENCODINGS, PosEncoding
+from ..errors import did_you_mean
 
 # The paper's base: wavelengths grow geometrically from 2*pi (dimension pair 0) to
 # 10000 * 2*pi (the last pair), so the slowest waves never repeat within any real context.
@@ -120,12 +122,19 @@ class SinusoidalPositionalEncoding(nn.Module):
         return f"dim={self.dim}, base={self.base:g}"
 
 
-def positional_encoding(cfg: GPTConfig) -> nn.Module:
-    """The module ``cfg.pos_encoding`` names: positions (...) -> vectors (..., C).
+def positional_encoding(kind: PosEncoding, *, context_length: int, emb_dim: int) -> nn.Module:
+    """The encoding ``kind`` names ("learned" or "sinusoidal"): positions (...) -> (..., C).
 
+    Plain values, not a model config, so the GPT and the encoder build theirs the same way.
     The learned one is a plain ``nn.Embedding`` so its weight keeps GPT-2's place and name in
-    the state dict (``pos_emb.weight``) and pretrained weights load into it unchanged.
+    the state dict (``pos_emb.weight``) and pretrained weights load into it unchanged; the
+    sinusoidal one needs no ``context_length`` (it has no table).
     """
-    if cfg.pos_encoding == "sinusoidal":
-        return SinusoidalPositionalEncoding(cfg.emb_dim)
-    return nn.Embedding(cfg.context_length, cfg.emb_dim)
+    if kind == "sinusoidal":
+        return SinusoidalPositionalEncoding(emb_dim)
+    if kind == "learned":
+        return nn.Embedding(context_length, emb_dim)
+    raise ValueError(
+        f"pos_encoding={kind!r}: must be one of {', '.join(POS_ENCODINGS)}"
+        f"{did_you_mean(str(kind), POS_ENCODINGS)}"
+    )

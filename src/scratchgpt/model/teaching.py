@@ -32,7 +32,7 @@ import math
 import torch
 from torch import nn
 
-from ..config import AttentionImpl, GPTConfig
+from ..config import AttentionImpl
 from .attention import MultiHeadAttention
 
 
@@ -195,17 +195,13 @@ class MultiHeadAttentionWrapper(nn.Module):
             raise ValueError(
                 f"MultiHeadAttention maps C -> C; this wrapper maps {self.d_in} -> {self.d_out}"
             )
-        cfg = GPTConfig(
-            vocab_size=1,  # the attention module reads only the fields below
-            context_length=self.context_length,
-            emb_dim=self.d_out,
-            n_heads=self.num_heads,
-            n_layers=1,
+        mha = MultiHeadAttention(
+            self.d_out,
+            self.num_heads,
             drop_rate=self.dropout_p,
             qkv_bias=self.qkv_bias,
             attn_impl=attn_impl,
         )
-        mha = MultiHeadAttention(cfg)
         with torch.no_grad():
             for name in ("W_query", "W_key", "W_value"):
                 big: nn.Linear = getattr(mha, name)

@@ -1,0 +1,86 @@
+"""Configuration: typed, frozen dataclasses, read from plain data at one boundary.
+
+- :mod:`.model`: :class:`GPTConfig` (the model's shape), its presets, model config files;
+- :mod:`.sections` and :mod:`.run`: the run config's sections and :class:`RunConfig`,
+  YAML/JSON files and ``section.field`` overrides;
+- :mod:`.sampling`: :class:`SamplingConfig`, how generation picks each token;
+- :mod:`.encoder`: :class:`EncoderConfig`, the shape of the encoder text classifier;
+- :mod:`.convert`: other projects' configs (``scratchgpt config convert``);
+- :mod:`.validate`: :func:`from_data`, where plain data is coerced (by pydantic) and bad
+  values become one-line messages, and :func:`option`, which puts each field's help on it.
+
+The errors live in :mod:`scratchgpt.errors`; ``ConfigError`` and ``MissingExtraError`` are
+importable from here too, as they were before.
+"""
+
+from ..errors import ConfigError, MissingExtraError
+from .convert import ALIASES, convert_config
+from .encoder import EncoderConfig
+from .model import (
+    ATTENTION_IMPLS,
+    POS_ENCODINGS,
+    PRESETS,
+    WEIGHT_INITS,
+    AttentionImpl,
+    GPTConfig,
+    PosEncoding,
+    WeightInit,
+    load_model_config,
+    preset,
+    preset_fields,
+)
+from .run import SECTIONS, ModelSource, RunConfig, apply_overrides, load_run_config
+from .sampling import SamplingConfig
+from .sections import (
+    LOADERS,
+    PRECISIONS,
+    DataConfig,
+    Loader,
+    Precision,
+    TokenizerConfig,
+    TrainConfig,
+)
+from .validate import (
+    check_field_types,
+    from_data,
+    option,
+    read_config_file,
+    strict_from_dict,
+)
+
+__all__ = [
+    "ALIASES",
+    "ATTENTION_IMPLS",
+    "LOADERS",
+    "POS_ENCODINGS",
+    "PRECISIONS",
+    "PRESETS",
+    "SECTIONS",
+    "WEIGHT_INITS",
+    "AttentionImpl",
+    "ConfigError",
+    "DataConfig",
+    "EncoderConfig",
+    "GPTConfig",
+    "Loader",
+    "MissingExtraError",
+    "ModelSource",
+    "PosEncoding",
+    "Precision",
+    "RunConfig",
+    "SamplingConfig",
+    "TokenizerConfig",
+    "TrainConfig",
+    "WeightInit",
+    "apply_overrides",
+    "check_field_types",
+    "convert_config",
+    "from_data",
+    "load_model_config",
+    "load_run_config",
+    "option",
+    "preset",
+    "preset_fields",
+    "read_config_file",
+    "strict_from_dict",
+]
