@@ -32,28 +32,40 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: Any) -> None:
-    """One flag per dataclass field, typed from its annotation, help from its metadata."""
-    kinds = {"int": int, "float": float, "str": str, "bool": bool}
+# The training settings `classify train` offers as flags (the rest keep the defaults).
+CLASSIFY_TRAINING_FLAGS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "min_lr",
+    "warmup_steps",
+    "weight_decay",
+    "grad_clip",
+    "eval_interval",
+    "keep_last",
+    "seed",
+)
+
+
+def _add_section_flags(
+    parser: argparse.ArgumentParser,
+    cls: Any,
+    section: str,
+    names: Sequence[str],
+    defaults: dict[str, Any],
+) -> None:
+    """--NAME flags for fields of a config section, setting "section.name" overrides."""
+    kinds = {"int": int, "float": float, "str": str}
     for f in dataclasses.fields(cls):
-        kind = kinds[str(f.type).replace(" | None", "")]
-        default = f.default
-        help_text = f.metadata.get("help", "")
-        if default is not None:
-            help_text += f" (default: {default})"
-        if kind is bool:
+        if f.name in names:
+            default = defaults.get(f.name, f.default)
             parser.add_argument(
-                _flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text
+                _flag(f.name),
+                dest=f"{section}.{f.name}",
+                type=kinds[str(f.type).replace(" | None", "")],
+                metavar=f.name.upper(),
+                help=f"{section}.{f.name}: {f.metadata.get('help', '')} (default: {default})",
             )
-        else:
-            parser.add_argument(
-                _flag(f.name), type=kind, default=None, metavar=f.name.upper(), help=help_text
-            )
-
-
-def _dataclass_from_args(cls: Any, args: argparse.Namespace) -> Any:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in values.items() if v is not None})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -687,7 +699,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _add_learning_commands(sub: Any) -> None:
     """The `classify` and `viz` subcommands (the teaching tools: notebooks 4, 5 and plots)."""
-    from .classifier import ClassifierTrainConfig
+    from .config import CLASSIFIER_TRAINING, ClassifierDataConfig, TrainConfig
 
     p = sub.add_parser(
         "classify",
@@ -697,7 +709,12 @@ def _add_learning_commands(sub: Any) -> None:
         "classify texts with a trained one.",
     )
     csub = p.add_subparsers(dest="classify_command", metavar="ACTION", required=True)
-    c = csub.add_parser("train", help="train on labelled texts and save the classifier")
+    c = csub.add_parser(
+        "train",
+        help="train on labelled texts (a run directory, like scratchgpt train's)",
+        description="Train the encoder classifier; the run directory holds config.yaml, "
+        "metrics.jsonl and resumable checkpoints, like a GPT run's.",
+    )
     c.add_argument(
         "--data",
         type=Path,
@@ -706,7 +723,13 @@ def _add_learning_commands(sub: Any) -> None:
         "from UCI into the cache, $SCRATCHGPT_CACHE or ~/.cache/scratchgpt)",
     )
     c.add_argument(
-        "--out", type=Path, required=True, metavar="DIR", help="directory to save the classifier in"
+        "--out", type=Path, metavar="DIR", help="run directory (default: runs/<date>-<time>)"
+    )
+    c.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue the classification run in RUN_DIR from its latest checkpoint",
     )
     c.add_argument("--d-model", type=int, help="width of the token vectors (default: 64)")
     c.add_argument("--num-heads", type=int, help="attention heads per layer (default: 4)")
@@ -720,10 +743,9 @@ def _add_learning_commands(sub: Any) -> None:
         help="positional encoding (default: sinusoidal)",
     )
     c.add_argument("--pooling", choices=["mean", "first"], help="text vector (default: mean)")
-    c.add_argument(
-        "--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu, fast enough)"
-    )
-    _add_dataclass_flags(c, ClassifierTrainConfig)
+    c.add_argument("--device", help="training.device: cpu, cuda, cuda:N or mps (default: cpu)")
+    _add_section_flags(c, ClassifierDataConfig, "data", ("test_ratio", "min_freq"), {})
+    _add_section_flags(c, TrainConfig, "training", CLASSIFY_TRAINING_FLAGS, CLASSIFIER_TRAINING)
     c = csub.add_parser("predict", help="classify texts with a trained classifier")
     c.add_argument(
         "--model",
@@ -790,13 +812,8 @@ def _add_viz_model(v: argparse.ArgumentParser) -> None:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from .classifier import (
-        ClassifierTrainConfig,
-        TextClassifier,
-        load_sms_spam,
-        read_labelled_file,
-        train_classifier,
-    )
+    from .classifier import TextClassifier
+    from .training.classify import train_classifier
 
     if args.classify_command == "predict":
         classifier = TextClassifier.load(args.model)
@@ -805,28 +822,21 @@ def cmd_classify(args: argparse.Namespace) -> int:
             best = int(row.argmax())
             print(f"{classifier.labels[best]}\t{row[best].item():.3f}\t{text}")
         return 0
-    examples = read_labelled_file(args.data) if args.data else load_sms_spam()
+    overrides = {k: v for k, v in vars(args).items() if "." in k and v is not None}
     model_flags = {"d_model": "emb_dim", "num_heads": "n_heads", "d_ff": "hidden_dim"}
     model_flags |= {"num_layers": "n_layers", "max_len": "context_length", "dropout": "drop_rate"}
     model_flags |= {"pos_encoding": "pos_encoding", "pooling": "pooling"}  # flag -> field
-    model_config = {
-        f: getattr(args, k) for k, f in model_flags.items() if getattr(args, k) is not None
-    }
-    result = train_classifier(
-        examples,
-        config=_dataclass_from_args(ClassifierTrainConfig, args),
-        model_config=model_config,
-        out_dir=args.out,
-        device=args.device,
-    )
-    print(
-        f"held-out accuracy: {result.test_accuracy:.2%} on {result.n_test:,} texts "
-        f"(always the most common label: {result.majority_accuracy:.2%}); "
-        f"trained on {result.n_train:,} in {result.seconds:.1f} s\n"
-        f"classifier: {result.path}\n"
-        f'classify with: scratchgpt classify predict --model {result.path} "some text"'
-    )
-    return 0
+    for flag, field in model_flags.items():
+        if getattr(args, flag) is not None:
+            overrides[f"model.{field}"] = getattr(args, flag)
+    if args.data is not None:
+        overrides["data.source"] = str(args.data)
+    if args.resume is not None:
+        result = train_classifier(resume=args.resume, overrides=overrides, device=args.device)
+    else:
+        result = train_classifier(overrides=overrides, out_dir=args.out, device=args.device)
+    print(result.summary())
+    return 130 if result.run is not None and result.run.interrupted else 0
 
 
 def _add_plot_command(sub: Any) -> None:

@@ -23,19 +23,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import CheckpointError, load_checkpoint, run_checkpoints, save_checkpoint
+from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..config import GPTConfig, RunConfig, TrainConfig, load_run_config, preset
 from ..data import RandomWindows, SequentialWindows, WindowLoader, load_text
-from ..device import autocast, pick_device
+from ..device import autocast
 from ..errors import ConfigError, DataError, TokenizerError
 from ..generation import generate
 from ..model import GPTModel, eval_mode, lm_loss
 from ..tokenizers import Tokenizer, get_tokenizer, load_tokenizer
-from . import distributed
+from .launch import launch, saved_config
 from .metrics import flops_per_token
-from .runs import CONFIG_FILE, new_run_dir
-from .task import Batch, Feed
-from .trainer import Trainer, TrainResult
+from .runs import TrainResult, new_run_dir
+from .task import Batch, Feed, Task
 
 log = logging.getLogger(__name__)
 
@@ -439,13 +438,8 @@ def train(
     """
     resume_dir = Path(resume) if resume is not None else None
     if resume_dir is not None:
-        saved = resume_dir / CONFIG_FILE
-        if not saved.is_file():
-            raise CheckpointError(
-                f"cannot resume {str(resume_dir)!r}: it has no {CONFIG_FILE} (is it a run "
-                "directory made by scratchgpt train?)"
-            )
-        config, overrides, out_dir = load_run_config(saved, overrides), None, resume_dir
+        config, overrides = load_run_config(saved_config(resume_dir), overrides), None
+        out_dir = resume_dir
     run = _resolve_run(
         config,
         data=data,
@@ -455,12 +449,8 @@ def train(
         init_from=init_from,
         overrides=overrides,
     )
-    device = pick_device(run.training.device)
-    world = distributed.setup(device.type)
-    if world.distributed and device.type == "cuda":
-        device = torch.device("cuda", world.local_rank)
-    try:
-        resume_from = _latest_checkpoint(resume_dir) if resume_dir is not None else None
+
+    def make_task(resume_from: Path | None, device: torch.device) -> tuple[Task, RunConfig]:
         task = LanguageModelTask(
             run,
             tokenizer=tokenizer if isinstance(tokenizer, Tokenizer) else None,
@@ -468,32 +458,12 @@ def train(
             resume_from=resume_from,
         )
         warning = slow_cpu_evaluation(task.run, device)
-        if warning and world.is_main:
+        if warning:
             log.warning("%s", warning)
-        trainer = Trainer(
-            task,
-            task.run,
-            run_dir=Path(out_dir) if out_dir is not None else new_run_dir(),
-            device=device,
-            world=world,
-            resume_from=resume_from,
-            restart=resume_dir is not None and resume_from is None,
-            stop_at=stop_at,
-        )
-        return trainer.run()
-    finally:
-        distributed.teardown(world)
+        return task, task.run
 
-
-def _latest_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint a resume continues from; None for a run killed before its first."""
-    steps = run_checkpoints(run_dir, strict=True)
-    if steps:
-        return steps[-1][1]
-    log.warning(
-        "%s has no complete checkpoint (it stopped before its first): starting it over from "
-        "step 0 with its %s",
-        run_dir,
-        CONFIG_FILE,
+    run_dir = Path(out_dir) if out_dir is not None else new_run_dir()
+    result, _ = launch(
+        run, make_task, run_dir=run_dir, resume=resume_dir is not None, stop_at=stop_at
     )
-    return None
+    return result
