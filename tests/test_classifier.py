@@ -351,3 +351,21 @@ def test_classify_predict_and_viz(spam_classifier, capsys, tmp_path):
     assert main(["viz", "curves", str(out), "--out", str(tmp_path / "curves.png")]) == 0
     assert main(["classify", "predict", "--model", str(tmp_path), "hi"]) == 2
     assert "not a scratchgpt classifier" in capsys.readouterr().err
+
+
+def test_classify_train_resume_through_the_command_line(tmp_path, capsys):
+    data = tmp_path / "toy.tsv"
+    data.write_text("".join(f"{ex.label}\t{ex.text}\n" for ex in toy_sentiment_examples(200)))
+    run = tmp_path / "run"
+    args = ["classify", "train", "--data", str(data), "--out", str(run), "--min-freq", "1",
+            "--batch-size", "16"]  # fmt: skip
+    assert main([*args, "--epochs", "1", "--warmup-steps", "2", "--eval-interval", "5"]) == 0
+    first = capsys.readouterr().out
+    assert "held-out accuracy:" in first and f"run: {run}" in first
+    assert [s for s, _ in run_checkpoints(run, format=None)][-1] == 10  # 160 texts / 16
+    assert main(["classify", "train", "--resume", str(run), "--epochs", "2"]) == 0
+    assert [s for s, _ in run_checkpoints(run, format=None)][-1] == 20
+    saved = (run / "config.yaml").read_text()
+    assert "epochs: 2.0" in saved and f"source: {data}" in saved and "min_freq: 1" in saved
+    assert main(["classify", "predict", "--model", str(run), "a superb film"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].split("\t")[0] in ("positive", "negative")

@@ -102,6 +102,18 @@ class TrainState:
     interrupted: bool = False
     stopped_early: bool = False
 
+    def observe(self, val_loss: float, *, min_delta: float, patience: int) -> None:
+        """Take an evaluation's validation loss: better than the best by more than
+        ``min_delta`` is a new best and resets the count of evaluations without one;
+        ``patience`` of those in a row (0: never) stops the run early."""
+        if val_loss < self.best_val - min_delta:
+            # Step 0 (the untrained model) sets the bar but is never saved as "best".
+            self.best_val, self.best_step, self.bad_evals = val_loss, self.step or None, 0
+        else:
+            self.bad_evals += 1
+        self.last_val = val_loss
+        self.stopped_early = bool(patience) and self.bad_evals >= patience
+
     def to_dict(self, unit: str) -> dict[str, Any]:
         """The loop's part of training_state.json (``unit``: what ``seen`` counts)."""
         return {

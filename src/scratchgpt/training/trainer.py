@@ -96,6 +96,7 @@ class Trainer:
             # Same initial weights everywhere (DDP also broadcasts them), then a different
             # dropout stream per process.
             torch.manual_seed(self.config.seed + world.rank)
+        # restart: every row the killed run logged goes (those after step -1)
         resume_step = self.state.step if resume_from is not None else -1 if restart else None
         self.metrics = MetricsLogger(
             run_dir,
@@ -394,20 +395,13 @@ class Trainer:
         if "eval_train_loss" in metrics:
             row.setdefault("train_loss", metrics["eval_train_loss"])  # step 0 has no other
         row.update(metrics)
-        val = metrics["val_loss"]
-        if val < s.best_val - t.min_delta:
-            # Step 0 (the untrained model) sets the bar but is never saved as "best".
-            s.best_val, s.best_step, s.bad_evals = val, s.step or None, 0
-        else:
-            s.bad_evals += 1
-        if t.early_stopping_patience and s.bad_evals >= t.early_stopping_patience:
-            s.stopped_early = True
+        s.observe(metrics["val_loss"], min_delta=t.min_delta, patience=t.early_stopping_patience)
+        if s.stopped_early:
             log.warning(
                 "early stopping at step %d: no better validation loss in %d evaluations (best "
                 "%.4f at step %s)",
                 *(s.step, s.bad_evals, s.best_val, s.best_step),
             )
-        s.last_val = val
         shown = {"train_loss": row.get("train_loss"), **metrics}
         text = ", ".join(
             f"{k.replace('_', ' ')} {v:.4f}" for k, v in shown.items() if v is not None
