@@ -48,8 +48,8 @@ from common import ROOT, header, sync, write_results  # bench/common.py
 from scratchgpt.config import PRESETS, GPTConfig, preset
 from scratchgpt.model import GPTModel, num_parameters
 from scratchgpt.training import make_optimizer
+from scratchgpt.training.lm import forward_loss
 from scratchgpt.training.metrics import flops_per_token, mfu
-from scratchgpt.training.trainer import forward_loss
 
 PEER_DIR = ROOT / ".peers" / "nanoGPT"
 

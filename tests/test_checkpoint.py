@@ -103,3 +103,23 @@ def test_refuses_wrapped_models(tmp_path, char_tok):
     model = GPTModel(preset("tiny", vocab_size=char_tok.vocab_size))
     with pytest.raises(TypeError, match="raw GPTModel"):
         save_checkpoint(tmp_path / "ck", torch.nn.Sequential(model), char_tok)  # type: ignore[arg-type]
+
+
+def test_a_corrupt_config_json_is_named_as_such(tmp_path, char_tok, capsys):
+    from scratchgpt.cli import main
+
+    model = GPTModel(preset("tiny", vocab_size=char_tok.vocab_size))
+    save_checkpoint(tmp_path / "run" / "checkpoints" / "step-00000004", model, char_tok)
+    config = tmp_path / "run" / "checkpoints" / "step-00000004" / "config.json"
+    config.write_text('{"format": "scratchgpt", "version": 1, "mod')  # cut short
+    pattern = r"step-00000004/config\.json is corrupt \(not valid JSON: .*\): restore the file"
+    with pytest.raises(CheckpointError, match=pattern):
+        load_checkpoint(config.parent)  # the checkpoint itself
+    with pytest.raises(CheckpointError, match=pattern):
+        load_checkpoint(tmp_path / "run")  # its run directory
+    assert main(["generate", "--checkpoint", str(config.parent), "--max-tokens", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{config} is corrupt (not valid JSON" in err and "Traceback" not in err
+    config.write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match=r"config\.json is corrupt \(a JSON list"):
+        load_checkpoint(config.parent)

@@ -2,6 +2,7 @@
 
 import http.server
 import io
+import json
 import re
 import threading
 import zipfile
@@ -9,26 +10,27 @@ from collections import Counter
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from scratchgpt.analysis import attention_weights, hidden_states
-from scratchgpt.checkpoint import CheckpointError
-from scratchgpt.classifier import (
-    ClassifierTrainConfig,
+from scratchgpt.checkpoint import CheckpointError, run_checkpoints
+from scratchgpt.classifier import TextClassifier
+from scratchgpt.cli import main
+from scratchgpt.config import ConfigError
+from scratchgpt.data import DataError
+from scratchgpt.data.labelled import (
     LabelledText,
-    TextClassifier,
     build_vocabulary,
-    default_cache_dir,
     download_sms_spam,
     parse_labelled_lines,
     read_labelled_file,
     split_examples,
     toy_sentiment_examples,
-    train_classifier,
 )
-from scratchgpt.cli import main
-from scratchgpt.config import ConfigError
-from scratchgpt.data import DataError
+from scratchgpt.download import cache_directory as default_cache_dir
 from scratchgpt.model.encoder import EncoderConfig, TransformerClassifier
+from scratchgpt.training.classify import train_classifier
+from scratchgpt.training.state import read_state
 
 
 def _model(**kw):
@@ -128,24 +130,47 @@ def test_vocabulary_keeps_frequent_words_and_maps_the_rest_to_unk():
     assert tok.encode("free prize") == [1, tok.unk_id]
 
 
+TOY = {"training": {"epochs": 6, "batch_size": 16, "eval_interval": 20},
+       "data": {"min_freq": 1, "test_ratio": 0.25}}  # fmt: skip
+
+
+def rows(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
 def test_train_save_load_predict_on_toy_data(tmp_path):
     examples = toy_sentiment_examples(300, seed=1)
-    config = ClassifierTrainConfig(epochs=6, batch_size=16, min_freq=1, test_ratio=0.25)
     result = train_classifier(
-        examples, config=config, model_config={"emb_dim": 32, "n_layers": 1}, out_dir=tmp_path
+        examples, config=TOY, model_config={"emb_dim": 32, "n_layers": 1}, out_dir=tmp_path / "r"
     )
-    assert result.test_accuracy >= 0.95 and result.n_test == 75
-    assert len(result.history) == 6 and {"train_loss", "val_acc"} <= set(result.history[0])
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "config.json",
+    assert result.test_accuracy >= 0.95 and result.n_test == 75 and result.path == tmp_path / "r"
+    # A run like every run: config.yaml, metrics rows, resumable checkpoints, a log.
+    assert sorted(p.name for p in result.path.iterdir()) == [
+        "checkpoints",
+        "config.yaml",
         "metrics.jsonl",
-        "model.safetensors",
-        "tokenizer.json",
+        "train.log",
     ]
-    loaded = TextClassifier.load(tmp_path)
+    logged = rows(result.path)
+    steps = result.run.max_steps  # 6 epochs of 225 / 16 -> 15 batches
+    assert steps == 6 * 15 and result.run.steps == steps
+    assert [r["step"] for r in logged if "val_acc" in r] == [0, 20, 40, 60, 80, 90]
+    assert all({"train_loss", "examples", "examples_per_sec", "lr"} <= set(r) for r in logged[1:])
+    assert logged[-1]["val_acc"] == result.test_accuracy and logged[-1]["examples"] == 6 * 225
+    assert result.history == logged
+    assert [s for s, _ in run_checkpoints(result.path, format=None)][-1] == steps
+    assert read_state(result.run.checkpoint)["step"] == steps
+    # The classifier loads from the run, from a checkpoint, and predicts the same.
+    loaded = TextClassifier.load(result.path)
     texts = ["the film was wonderful", "what a dreadful meal !", ""]
     torch.testing.assert_close(loaded.predict_proba(texts), result.classifier.predict_proba(texts))
+    torch.testing.assert_close(
+        TextClassifier.load(result.run.checkpoint).predict_proba(texts), loaded.predict_proba(texts)
+    )
     assert loaded.predict(texts[:2]) == ["positive", "negative"]
+    assert loaded.accuracy(split_examples(examples, test_ratio=0.25, seed=0)[1]) == pytest.approx(
+        result.test_accuracy
+    )
     # Batched == one by one: padding changes nothing.
     one_by_one = torch.cat([loaded.predict_proba([t]) for t in texts])
     torch.testing.assert_close(loaded.predict_proba(texts), one_by_one)
@@ -155,8 +180,64 @@ def test_train_save_load_predict_on_toy_data(tmp_path):
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(CheckpointError, match="refusing"):
         loaded.save(tmp_path / "other")
+    assert TextClassifier.load(loaded.save(tmp_path / "export")).predict(texts) == loaded.predict(
+        texts
+    )
     with pytest.raises(DataError, match="two labels"):
-        train_classifier([LabelledText("a", "x")] * 10)
+        train_classifier([LabelledText("a", "x")] * 10, out_dir=tmp_path / "bad")
+
+
+def test_classifier_resume_is_exact_and_keeps_the_last_checkpoints(tmp_path):
+    examples = toy_sentiment_examples(300, seed=1)
+    config = {**TOY, "training": {**TOY["training"], "epochs": 2, "log_interval": 1,
+                                  "checkpoint_interval": 5, "keep_last": 2}}  # fmt: skip
+    straight = train_classifier(examples, config=config, out_dir=tmp_path / "straight")
+    half = train_classifier(examples, config=config, out_dir=tmp_path / "half", stop_at=13)
+    assert half.run.steps == 13 and "resume with: scratchgpt classify train --resume" in (
+        half.summary()
+    )
+    resumed = train_classifier(examples, resume=tmp_path / "half")
+    assert (resumed.run.start_step, resumed.run.steps) == (13, 30)
+    losses = [{r["step"]: r["train_loss"] for r in rows(d) if r["step"] > 0}
+              for d in (straight.path, resumed.path)]  # fmt: skip
+    assert sorted(losses[0]) == list(range(1, 31)) and losses[0] == losses[1]  # bit for bit
+    assert resumed.test_accuracy == straight.test_accuracy
+    kept = [s for s, _ in run_checkpoints(resumed.path, format=None)]
+    assert kept[-2:] == [25, 30] and len(kept) <= 3  # the last 2, and the best
+    # a run of other data refuses to resume
+    with pytest.raises(CheckpointError, match="trained on other data"):
+        train_classifier(toy_sentiment_examples(300, seed=2), resume=tmp_path / "half")
+
+
+def test_a_classifier_saved_in_the_old_format_still_loads(tmp_path):
+    """Before classification ran on the trainer, `classify train --out DIR` wrote one
+    directory: config.json (seed 001's field names), tokenizer.json, model.safetensors."""
+    tok = build_vocabulary(["free prize now", "call me later", "free call"], min_freq=1)
+    cfg = EncoderConfig(vocab_size=tok.vocab_size, emb_dim=16, n_heads=2, hidden_dim=32,
+                        n_layers=1, context_length=8)  # fmt: skip
+    model = TransformerClassifier(cfg).eval()
+    old = tmp_path / "old-classifier"
+    old.mkdir()
+    tok.save(old)
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(old / "model.safetensors"),
+        metadata={"format": "scratchgpt-classifier"},
+    )
+    old_names = {"d_model": 16, "num_heads": 2, "d_ff": 32, "num_layers": 1, "max_len": 8,
+                 "dropout": 0.1}  # fmt: skip
+    rest = {k: v for k, v in cfg.to_dict().items()
+            if k not in ("emb_dim", "n_heads", "hidden_dim", "n_layers", "context_length",
+                         "drop_rate")}  # fmt: skip
+    info = {"format": "scratchgpt-classifier", "version": 1, "model": {**rest, **old_names},
+            "labels": ["ham", "spam"], "metadata": {"test_accuracy": 0.97}}  # fmt: skip
+    (old / "config.json").write_text(json.dumps(info, indent=2))
+    loaded = TextClassifier.load(old)
+    assert loaded.model.cfg == cfg and loaded.labels == ["ham", "spam"]
+    ids, mask = loaded.encode(["free prize", "call me"])
+    with torch.no_grad():
+        expected = torch.softmax(model(ids, padding_mask=mask), dim=-1)
+    torch.testing.assert_close(loaded.predict_proba(["free prize", "call me"]), expected)
 
 
 # --- the UCI download, against a loopback server ------------------------------------------------
@@ -270,3 +351,21 @@ def test_classify_predict_and_viz(spam_classifier, capsys, tmp_path):
     assert main(["viz", "curves", str(out), "--out", str(tmp_path / "curves.png")]) == 0
     assert main(["classify", "predict", "--model", str(tmp_path), "hi"]) == 2
     assert "not a scratchgpt classifier" in capsys.readouterr().err
+
+
+def test_classify_train_resume_through_the_command_line(tmp_path, capsys):
+    data = tmp_path / "toy.tsv"
+    data.write_text("".join(f"{ex.label}\t{ex.text}\n" for ex in toy_sentiment_examples(200)))
+    run = tmp_path / "run"
+    args = ["classify", "train", "--data", str(data), "--out", str(run), "--min-freq", "1",
+            "--batch-size", "16"]  # fmt: skip
+    assert main([*args, "--epochs", "1", "--warmup-steps", "2", "--eval-interval", "5"]) == 0
+    first = capsys.readouterr().out
+    assert "held-out accuracy:" in first and f"run: {run}" in first
+    assert [s for s, _ in run_checkpoints(run, format=None)][-1] == 10  # 160 texts / 16
+    assert main(["classify", "train", "--resume", str(run), "--epochs", "2"]) == 0
+    assert [s for s, _ in run_checkpoints(run, format=None)][-1] == 20
+    saved = (run / "config.yaml").read_text()
+    assert "epochs: 2.0" in saved and f"source: {data}" in saved and "min_freq: 1" in saved
+    assert main(["classify", "predict", "--model", str(run), "a superb film"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].split("\t")[0] in ("positive", "negative")

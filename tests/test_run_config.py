@@ -193,7 +193,8 @@ def test_cli_train_overrides_reach_the_run(tmp_path, shared_data, capsys):
     assert saved["training"]["batch_size"] == 2 and saved["training"]["eval_batches"] == 1
     # --resume with a longer run continues from step 2
     assert main(["train", "--resume", str(out), "--training.max-steps", "4"]) == 0
-    assert "trained 4 steps" in capsys.readouterr().out
+    # the summary counts this session's steps: 2, from step 2 to 4
+    assert "trained 2 steps (from step 2 to 4)" in capsys.readouterr().out
 
 
 @pytest.mark.slow

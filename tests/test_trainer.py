@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 
 from scratchgpt.checkpoint import load_checkpoint, run_checkpoints
 from scratchgpt.config import ConfigError, RunConfig, TrainConfig, load_run_config, preset
 from scratchgpt.training import TrainingError, train
-from scratchgpt.training import trainer as trainer_mod
+from scratchgpt.training import lm as lm_mod
 from scratchgpt.training.state import read_state
+from scratchgpt.training.trainer import Trainer
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny-20-steps.json"
 
@@ -99,7 +101,7 @@ def test_checkpoints_keep_last_and_best(tmp_path, shared_data):
 
 
 def test_nan_loss_stops_naming_the_step(tmp_path, shared_data, monkeypatch):
-    real = trainer_mod.lm_loss
+    real = lm_mod.lm_loss
     calls = {"n": 0}
 
     def poisoned(logits, targets):
@@ -109,7 +111,7 @@ def test_nan_loss_stops_naming_the_step(tmp_path, shared_data, monkeypatch):
         calls["n"] += 1
         return loss * math.nan if calls["n"] == 7 else loss  # the 7th training forward
 
-    monkeypatch.setattr(trainer_mod, "lm_loss", poisoned)
+    monkeypatch.setattr(lm_mod, "lm_loss", poisoned)
     run = tiny_run(
         shared_data("the-verdict.txt"), checkpoint_interval=4, eval_interval=100, log_interval=5
     )
@@ -143,7 +145,7 @@ def test_early_stopping(tmp_path, shared_data):
 
 
 def test_sigint_saves_and_resumes(tmp_path, shared_data, monkeypatch):
-    real = trainer_mod.lm_loss
+    real = lm_mod.lm_loss
     calls = {"n": 0}
 
     def interrupting(logits, targets):
@@ -152,13 +154,13 @@ def test_sigint_saves_and_resumes(tmp_path, shared_data, monkeypatch):
             os.kill(os.getpid(), signal.SIGINT)
         return real(logits, targets)
 
-    monkeypatch.setattr(trainer_mod, "lm_loss", interrupting)
+    monkeypatch.setattr(lm_mod, "lm_loss", interrupting)
     run = tiny_run(shared_data("the-verdict.txt"), checkpoint_interval=100, eval_interval=100)
     result = train(run, out_dir=tmp_path / "r")
     assert result.interrupted and result.steps == 5
     assert [s for s, _ in run_checkpoints(result.run_dir)] == [5]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
-    monkeypatch.setattr(trainer_mod, "lm_loss", real)
+    monkeypatch.setattr(lm_mod, "lm_loss", real)
     assert train(resume=result.run_dir).steps == 12
 
 
@@ -212,9 +214,27 @@ def test_activation_checkpointing_gives_the_same_step(tmp_path, shared_data):
         out_dir=tmp_path / "b",
     )
     assert step_losses(plain.run_dir) == pytest.approx(step_losses(ckpt.run_dir), abs=1e-6)
-    # the saved weights carry no wrapper names
+    # the saved weights carry no wrapper names: the file's keys are the plain run's
     model, _ = load_checkpoint(ckpt.run_dir)
     assert set(model.state_dict()) == set(load_checkpoint(plain.run_dir)[0].state_dict())
+    keys = [
+        set(safe_open(str(r.checkpoint / "model.safetensors"), "pt").keys()) for r in (plain, ckpt)
+    ]
+    assert keys[0] == keys[1] and not any("_checkpoint_wrapped_module" in k for k in keys[1])
+
+
+def test_activation_checkpointing_wraps_every_block_and_keeps_the_names():
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointWrapper
+
+    from scratchgpt.model import GPTModel
+    from scratchgpt.training.distributed import checkpoint_activations
+
+    model = GPTModel(preset("tiny"))
+    names = list(model.state_dict())
+    checkpoint_activations(model)
+    assert all(isinstance(block, CheckpointWrapper) for block in model.trf_blocks)
+    assert list(model.state_dict()) == names  # the wrapper's level is hidden from state dicts
+    model.load_state_dict(GPTModel(preset("tiny")).state_dict())  # and loads plain weights
 
 
 def test_padded_vocabulary_is_never_sampled(tmp_path, shared_data):
@@ -305,7 +325,7 @@ def test_out_of_memory_says_what_to_lower(tmp_path, shared_data, monkeypatch):
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(trainer_mod, "_step", oom)
+    monkeypatch.setattr(Trainer, "forward_backward", oom)
     run = tiny_run(shared_data("the-verdict.txt"), max_steps=2)
     with pytest.raises(
         TrainingError,
@@ -325,3 +345,87 @@ def test_compiled_training_matches_eager(tmp_path, shared_data):
     assert [a[s] for s in a] == pytest.approx([b[s] for s in a], abs=1e-4)
     model, _ = load_checkpoint(compiled.run_dir)
     assert not any(k.startswith("_orig_mod.") for k in model.state_dict())
+
+
+def test_summary_after_a_resume_counts_this_session(tmp_path, shared_data):
+    run = tiny_run(shared_data("the-verdict.txt"), eval_interval=3)
+    half = train(run, out_dir=tmp_path / "r", stop_at=6)
+    assert half.summary().startswith("trained 6 steps (from step 0 to 6): val loss")
+    assert f"resume with: scratchgpt train --resume {tmp_path / 'r'}" in half.summary()
+    resumed = train(resume=tmp_path / "r")
+    assert (resumed.start_step, resumed.steps) == (6, 12)
+    assert resumed.start_val_loss == half.final_val_loss  # the checkpoint's, as the start
+    lines = resumed.summary().splitlines()
+    assert lines[0] == (
+        f"trained 6 steps (from step 6 to 12): val loss {half.final_val_loss:.3f} -> "
+        f"{resumed.final_val_loss:.3f}"
+    )
+    assert lines[1] == f"checkpoint: {tmp_path / 'r' / 'checkpoints' / 'step-00000012'}"
+    assert f"generate with: scratchgpt generate --checkpoint {tmp_path / 'r'}" in lines[-1]
+    assert "resume with" not in resumed.summary()  # finished: nothing to resume
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _cpu_recipe(path: Path) -> list[str]:
+    """The arguments of the CPU command line in a config's comment header."""
+    import shlex
+
+    header = [line for line in path.read_text().splitlines() if "--training.device cpu" in line]
+    assert len(header) == 1, "the header should give one CPU command line"
+    return shlex.split(header[0].lstrip("# "))[1:]  # drop "scratchgpt"
+
+
+@pytest.mark.slow
+def test_the_cpu_recipe_in_the_shakespeare_config_runs_without_the_warning(
+    tmp_path, shared_data, caplog
+):
+    from scratchgpt.cli import main
+
+    caplog.set_level(logging.INFO, logger="scratchgpt")
+    code = main(
+        [*_cpu_recipe(CONFIGS / "shakespeare-char.yaml"), "--training.max-steps", "1",
+         "--warmup-steps", "0", "--out", str(tmp_path / "r"),
+         "--data.source", str(shared_data("tinyshakespeare.txt")), "--sample-interval", "0"]
+    )  # fmt: skip
+    assert code == 0 and "each evaluation reads" not in caplog.text
+    saved = load_run_config(tmp_path / "r" / "config.yaml")
+    assert (saved.model.n_layers, saved.model.context_length, saved.training.eval_batches) == (
+        4, 64, 20,
+    )  # fmt: skip
+
+
+def test_a_gpu_sized_evaluation_on_a_cpu_warns_naming_the_flags(
+    tmp_path, shared_data, caplog, monkeypatch
+):
+    import dataclasses
+
+    from scratchgpt.training.lm import slow_cpu_evaluation
+
+    path = CONFIGS / "shakespeare-char.yaml"
+    nano = load_run_config(path)
+    chars = dataclasses.replace(nano, model=dataclasses.replace(nano.model, vocab_size=65))
+    warning = slow_cpu_evaluation(chars, torch.device("cpu"))
+    assert "each evaluation reads 6,553,600 tokens" in warning
+    for flag in ("--training.eval-batches", "--training.batch-size", "--context-length"):
+        assert flag in warning
+    assert slow_cpu_evaluation(chars, torch.device("cuda")) is None  # sized for a GPU
+    assert slow_cpu_evaluation(load_run_config(), torch.device("cpu")) is None  # the default
+    # The config's header names the CPU flags; with them, no warning.
+    args = _cpu_recipe(path)
+    short = {"--context-length": "model.context_length", "--drop-rate": "model.drop_rate"}
+    pairs = dict(zip(args[1::2], args[2::2], strict=True))  # after "train": --flag value ...
+    assert pairs.pop("--config") == str(path.relative_to(path.parents[1]))
+    cpu = load_run_config(path, {short.get(k, k.removeprefix("--")): v for k, v in pairs.items()})
+    assert (cpu.training.eval_batches, cpu.training.batch_size, cpu.model.context_length) == (
+        20, 12, 64,
+    )  # fmt: skip
+    cpu = dataclasses.replace(cpu, model=dataclasses.replace(cpu.model, vocab_size=65))
+    assert slow_cpu_evaluation(cpu, torch.device("cpu")) is None
+    # and train() logs the warning when the evaluation is too big for a CPU
+    caplog.clear()
+    big = tiny_run(shared_data("the-verdict.txt"), max_steps=1, eval_batches=3, device="cpu")
+    monkeypatch.setattr(lm_mod, "CPU_EVAL_SECONDS", 0.0)
+    train(big, out_dir=tmp_path / "big")
+    assert "each evaluation reads 1,536 tokens (training.eval_batches=3 x 2" in caplog.text

@@ -75,12 +75,12 @@ _EXPORTS: dict[str, str] = {
     "TransformerEncoder": "model.encoder",
     "TransformerClassifier": "model.encoder",
     "TextClassifier": "classifier",
-    "ClassifierTrainConfig": "classifier",
-    "ClassifierResult": "classifier",
-    "LabelledText": "classifier",
-    "train_classifier": "classifier",
-    "load_sms_spam": "classifier",
-    "download_sms_spam": "classifier",
+    "ClassifierRunConfig": "config",
+    "ClassifierResult": "training.classify",
+    "LabelledText": "data.labelled",
+    "train_classifier": "training.classify",
+    "load_sms_spam": "data.labelled",
+    "download_sms_spam": "data.labelled",
     "attention_weights": "analysis",
     "hidden_states": "analysis",
     "layer_statistics": "analysis",
@@ -96,7 +96,7 @@ __all__ = [
     "CharTokenizer",
     "CheckpointError",
     "ClassifierResult",
-    "ClassifierTrainConfig",
+    "ClassifierRunConfig",
     "ConfigError",
     "DataError",
     "EncoderConfig",
@@ -182,17 +182,10 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from .analysis import attention_weights, hidden_states, layer_statistics
     from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-    from .classifier import (
-        ClassifierResult,
-        ClassifierTrainConfig,
-        LabelledText,
-        TextClassifier,
-        download_sms_spam,
-        load_sms_spam,
-        train_classifier,
-    )
+    from .classifier import TextClassifier
     from .config import (
         PRESETS,
+        ClassifierRunConfig,
         ConfigError,
         EncoderConfig,
         GPTConfig,
@@ -214,6 +207,7 @@ if TYPE_CHECKING:
         prepare,
         split_ids,
     )
+    from .data.labelled import LabelledText, download_sms_spam, load_sms_spam
     from .evaluation import PerplexityResult, perplexity
     from .generation import Generator, compile_decode_step, generate, stream
     from .model import (
@@ -250,3 +244,4 @@ if TYPE_CHECKING:
         load_tokenizer,
     )
     from .training import TrainingError, TrainResult, train
+    from .training.classify import ClassifierResult, train_classifier

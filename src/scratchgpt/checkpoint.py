@@ -16,6 +16,7 @@ either the previous checkpoint or the new one, never a mix.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ FORMAT = "scratchgpt"
 VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+
+log = logging.getLogger(__name__)
 
 
 def save_checkpoint(
@@ -94,31 +97,73 @@ def save_checkpoint(
     )
 
 
-def is_checkpoint(path: str | Path) -> bool:
-    """True if ``path`` is a directory holding a scratchgpt config.json."""
+def is_checkpoint(path: str | Path, *, format: str | None = FORMAT) -> bool:
+    """True if ``path`` is a directory holding a readable config.json of checkpoint format
+    ``format`` ("scratchgpt", a GPT, by default; None: any format, a classifier's too)."""
     try:
         info = json.loads((Path(path) / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(info, dict) and info.get("format") == FORMAT
+    if not isinstance(info, dict) or not isinstance(info.get("format"), str):
+        return False
+    return format is None or info["format"] == format
+
+
+def corrupt_config(directory: str | Path) -> str | None:
+    """Why ``directory``'s config.json is corrupt, or None if it is fine or absent.
+
+    Corrupt means there but not a JSON mapping (a disk error, a hand edit gone wrong): a
+    different message from "not a checkpoint", which would send the reader looking for the
+    wrong mistake. A valid mapping of another format (a Hugging Face config) is not corrupt.
+    """
+    file = Path(directory) / CONFIG_FILE
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"unreadable: {exc}"
+    try:
+        info = json.loads(text)
+    except ValueError as exc:
+        return f"not valid JSON: {exc}"
+    return None if isinstance(info, dict) else f"a JSON {type(info).__name__}, not a mapping"
+
+
+def corrupt_error(directory: Path, reason: str) -> CheckpointError:
+    """The error for a checkpoint whose config.json is corrupt (see :func:`corrupt_config`)."""
+    return CheckpointError(
+        f"{directory / CONFIG_FILE} is corrupt ({reason}): restore the file, or delete "
+        f"{directory} (a run then falls back to its previous checkpoint)"
+    )
 
 
 STEP_PREFIX = "step-"
 
 
-def run_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+def run_checkpoints(
+    run_dir: str | Path, *, format: str | None = FORMAT, strict: bool = False
+) -> list[tuple[int, Path]]:
     """The complete checkpoints of a training run, ``(step, path)`` oldest first.
 
     A run writes ``RUN/checkpoints/step-00000100`` and so on; a save cut short leaves only a
-    hidden temporary directory, which is never listed here.
+    hidden temporary directory, which is never listed here. ``format`` as for
+    :func:`is_checkpoint`. A step directory whose config.json is corrupt is skipped with a
+    warning, or with ``strict`` (resuming, which would write over it) is an error.
     """
     root = Path(run_dir) / "checkpoints"
     found = []
     if root.is_dir():
         for path in root.glob(f"{STEP_PREFIX}*"):
             suffix = path.name[len(STEP_PREFIX) :]
-            if suffix.isdigit() and is_checkpoint(path):
+            if not suffix.isdigit():
+                continue
+            if is_checkpoint(path, format=format):
                 found.append((int(suffix), path))
+            elif (reason := corrupt_config(path)) is not None:
+                if strict:
+                    raise corrupt_error(path, reason)
+                log.warning("skipping %s: %s is corrupt (%s)", path, CONFIG_FILE, reason)
     return sorted(found)
 
 
@@ -137,6 +182,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
     steps = run_checkpoints(path)
     if steps:
         return steps[-1][1]
+    for candidate in (path, path / "checkpoint"):
+        reason = corrupt_config(candidate)
+        if reason is not None:
+            raise corrupt_error(candidate, reason)
+    run_checkpoints(path, strict=True)  # a run whose only checkpoints are corrupt says so
     raise CheckpointError(
         f"{str(path)!r} is not a scratchgpt checkpoint: expected a directory with {CONFIG_FILE}, "
         f"{WEIGHTS_FILE} and tokenizer.json (as written by save_checkpoint or scratchgpt "

@@ -1,4 +1,11 @@
-"""``scratchgpt classify train|predict``: the encoder text classifier (seed 001, book ch. 6)."""
+"""``scratchgpt classify train|predict``: the encoder text classifier (seed 001, book ch. 6).
+
+A classifier run is a run like a GPT's (config.yaml, metrics.jsonl, resumable checkpoints),
+so its flags are built the same way: the model section from :class:`EncoderConfig` (in the
+GPT's names: ``--emb-dim``, ``--n-heads``, ``--n-layers``, ...), the data section from
+:class:`ClassifierDataConfig`, and the training section from the same :class:`TrainConfig`
+as ``scratchgpt train``, with a small classifier's defaults.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +13,25 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..config import EncoderConfig
+from ..config import CLASSIFIER_TRAINING, ClassifierDataConfig, EncoderConfig, TrainConfig
 from .flags import add_config_flags, given, short_usage
+
+# (section, dataclass, flag names that differ from the field names, fields not offered)
+SECTIONS: tuple[tuple[str, type, dict[str, str], tuple[str, ...]], ...] = (
+    # vocab_size and num_classes come from the data.
+    ("model", EncoderConfig, {}, ("vocab_size", "num_classes")),
+    ("data", ClassifierDataConfig, {"source": "data"}, ()),
+    # A GPT's sampling and sharding settings mean nothing to a classifier.
+    (
+        "training",
+        TrainConfig,
+        {},
+        ("sample_interval", "sample_tokens", "sample_prompt", "fsdp", "compile"),
+    ),
+)
 
 
 def register(sub: Any) -> None:
-    from ..classifier import ClassifierTrainConfig
-
     p = sub.add_parser(
         "classify",
         help="train a Transformer-encoder text classifier, or classify texts with one",
@@ -23,23 +42,29 @@ def register(sub: Any) -> None:
     csub = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=type(p))
     c = csub.add_parser(
         "train",
-        help="train on labelled texts and save the classifier",
+        help="train on labelled texts (a run directory, like scratchgpt train's)",
+        description="Train the encoder classifier. The run directory holds config.yaml, "
+        "metrics.jsonl and resumable checkpoints, like a GPT run's; each flag names its "
+        "run-config key in brackets.",
         usage=short_usage("classify train"),
     )
     c.add_argument(
-        "--data",
-        type=Path,
-        metavar="FILE",
-        help="a file of LABEL<TAB>TEXT lines (default: the SMS Spam Collection, downloaded "
-        "into the cache)",
+        "--out", type=Path, metavar="DIR", help="run directory (default: runs/<date>-<time>)"
     )
-    c.add_argument("--out", type=Path, required=True, metavar="DIR", help="the run directory")
-    c.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps [default: cpu]")
-    model = c.add_argument_group("model (the classifier's shape, in the GPT's names)")
-    model_keys = add_config_flags(model, EncoderConfig, skip=("vocab_size", "num_classes"))
-    training = c.add_argument_group("training")
-    train_keys = add_config_flags(training, ClassifierTrainConfig)
-    c.set_defaults(run=run_train, model_keys=model_keys, train_keys=train_keys)
+    c.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue the classifier run in RUN_DIR from its latest checkpoint",
+    )
+    keys: list[str] = []
+    defaults = {TrainConfig: CLASSIFIER_TRAINING}
+    for section, cls, names, skip in SECTIONS:
+        group = c.add_argument_group(section)
+        keys += add_config_flags(
+            group, cls, section=section, names=names, skip=skip, defaults=defaults.get(cls)
+        )
+    c.set_defaults(run=run_train, config_keys=keys)
 
     c = csub.add_parser(
         "predict",
@@ -69,27 +94,12 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..classifier import (
-        ClassifierTrainConfig,
-        load_sms_spam,
-        read_labelled_file,
-        train_classifier,
-    )
-    from ..config import from_data
+    from ..training.classify import train_classifier
 
-    examples = read_labelled_file(args.data) if args.data else load_sms_spam()
-    result = train_classifier(
-        examples,
-        config=from_data(ClassifierTrainConfig, given(args, args.train_keys)),
-        model_config=given(args, args.model_keys),
-        out_dir=args.out,
-        device=args.device,
-    )
-    print(
-        f"held-out accuracy: {result.test_accuracy:.2%} on {result.n_test:,} texts "
-        f"(always the most common label: {result.majority_accuracy:.2%}); "
-        f"trained on {result.n_train:,} in {result.seconds:.1f} s\n"
-        f"classifier: {result.path}\n"
-        f'classify with: scratchgpt classify predict --checkpoint {result.path} "some text"'
-    )
-    return 0
+    overrides = given(args, args.config_keys)
+    if args.resume is not None:
+        result = train_classifier(resume=args.resume, overrides=overrides)
+    else:
+        result = train_classifier(overrides=overrides, out_dir=args.out)
+    print(result.summary())
+    return 130 if result.run is not None and result.run.interrupted else 0

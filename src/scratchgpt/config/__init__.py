@@ -5,6 +5,7 @@
   YAML/JSON files and ``section.field`` overrides;
 - :mod:`.sampling`: :class:`SamplingConfig`, how generation picks each token;
 - :mod:`.encoder`: :class:`EncoderConfig`, the shape of the encoder text classifier;
+- :mod:`.classifier`: :class:`ClassifierRunConfig`, a classifier run (encoder, data, training);
 - :mod:`.convert`: other projects' configs (``scratchgpt config convert``);
 - :mod:`.validate`: :func:`from_data`, where plain data is coerced (by pydantic) and bad
   values become one-line messages, and :func:`option`, which puts each field's help on it.
@@ -14,6 +15,12 @@ importable from here too, as they were before.
 """
 
 from ..errors import ConfigError, MissingExtraError
+from .classifier import (
+    CLASSIFIER_TRAINING,
+    ClassifierDataConfig,
+    ClassifierRunConfig,
+    load_classifier_config,
+)
 from .convert import ALIASES, convert_config
 from .encoder import EncoderConfig
 from .model import (
@@ -51,6 +58,7 @@ from .validate import (
 __all__ = [
     "ALIASES",
     "ATTENTION_IMPLS",
+    "CLASSIFIER_TRAINING",
     "LOADERS",
     "POS_ENCODINGS",
     "PRECISIONS",
@@ -58,6 +66,8 @@ __all__ = [
     "SECTIONS",
     "WEIGHT_INITS",
     "AttentionImpl",
+    "ClassifierDataConfig",
+    "ClassifierRunConfig",
     "ConfigError",
     "DataConfig",
     "EncoderConfig",
@@ -76,6 +86,7 @@ __all__ = [
     "check_field_types",
     "convert_config",
     "from_data",
+    "load_classifier_config",
     "load_model_config",
     "load_run_config",
     "option",

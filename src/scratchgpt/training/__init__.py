@@ -1,14 +1,22 @@
-"""Training: the optimiser and schedule, the resumable loop, metrics, distributed setup."""
+"""Training: one loop (:class:`Trainer`) over tasks (language modelling, classification),
+the optimiser and schedule, metrics, checkpoints of runs, distributed setup."""
 
 from ..config import RunConfig, TrainConfig
 from ..errors import TrainingError
+from .lm import LanguageModelTask, evaluate, train
 from .optim import lr_at, make_optimizer
-from .trainer import TrainResult, evaluate, latest_run, train
+from .runs import latest_run
+from .task import Task
+from .trainer import Trainer, TrainResult, TrainState
 
 __all__ = [
+    "LanguageModelTask",
     "RunConfig",
+    "Task",
     "TrainConfig",
     "TrainResult",
+    "TrainState",
+    "Trainer",
     "TrainingError",
     "evaluate",
     "latest_run",

@@ -18,6 +18,7 @@ CPU (which is how the tests run two processes on a laptop).
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +68,42 @@ def teardown(world: World) -> None:
         dist.destroy_process_group()
 
 
+def blocks(model: nn.Module) -> list[nn.Module]:
+    """The model's repeated layers (a GPT's ``trf_blocks``, an encoder's ``blocks``): the
+    first list of modules all of one class. They are the units FSDP gathers one at a time and
+    activation checkpointing recomputes one at a time."""
+    for container in model.modules():
+        if isinstance(container, (nn.ModuleList, nn.Sequential)) and len(container) > 0:
+            kinds = {type(m) for m in container}
+            if len(kinds) == 1:
+                return list(container)
+    return []
+
+
+def checkpoint_activations(model: torch.nn.Module) -> None:
+    """Recompute each block's activations during backward instead of keeping them.
+
+    PyTorch's own wrapper (non-reentrant ``torch.utils.checkpoint``): memory drops from all
+    blocks' activations to one block's, at the cost of a second forward pass per block. It
+    inserts a ``_checkpoint_wrapped_module`` level into the module tree, and state-dict hooks
+    that hide it again, so saved weights keep their names.
+    """
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
+        CheckpointImpl,
+        apply_activation_checkpointing,
+        checkpoint_wrapper,
+    )
+
+    repeated = set(blocks(model))
+    apply_activation_checkpointing(
+        model,
+        checkpoint_wrapper_fn=functools.partial(
+            checkpoint_wrapper, checkpoint_impl=CheckpointImpl.NO_REENTRANT
+        ),
+        check_fn=lambda module: module in repeated,
+    )
+
+
 def shard(model: nn.Module, world: World) -> None:
     """Shard ``model`` over the processes with FSDP2, in place (its parameters become
     DTensor shards); the caller keeps using, and saving through, the same object."""
@@ -79,7 +116,7 @@ def shard(model: nn.Module, world: World) -> None:
         )
     # Shard block by block, then the rest: each block's weights are gathered just before
     # its forward and freed after, so only one block is ever whole in memory.
-    for block in model.trf_blocks:  # type: ignore[union-attr]
+    for block in blocks(model):
         fully_shard(block)
     fully_shard(model)
 

@@ -13,8 +13,9 @@ TensorBoard. The rows the trainer logs:
 
 - every log interval: ``step``, ``tokens`` (seen so far), ``train_loss`` (mean over the
   interval), ``lr``, ``grad_norm``, ``tokens_per_sec``, ``step_ms``, and where known ``mfu``
-  and ``peak_mem_mb``;
-- at an evaluation, also ``val_loss`` and ``val_ppl``.
+  and ``peak_mem_mb``; a classifier's runs count ``examples`` and ``examples_per_sec``;
+- at an evaluation, also the task's metrics: ``val_loss`` always, ``val_ppl`` for a
+  language model, ``val_acc`` for a classifier.
 
 Run directories written before this module have rows with ``step``, ``train_loss``,
 ``val_loss``, ``val_ppl``, ``lr`` and ``tokens_per_s`` only; the plots read both.
@@ -28,12 +29,14 @@ import logging
 import math
 import os
 import re
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from ..config import GPTConfig
 from ..errors import ConfigError, missing_extra
@@ -295,6 +298,47 @@ def _summary_writer(log_dir: Path, *, purge_step: int | None) -> Any:
         ) from exc
     # purge_step hides the events a crashed run wrote at or after it, as the JSONL is cut.
     return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+
+
+# --- progress -----------------------------------------------------------------------------------
+
+# A slow evaluation says how far it is: first after this many seconds, then every EVERY.
+EVAL_PROGRESS_AFTER = 2.0
+EVAL_PROGRESS_EVERY = 10.0
+
+
+class EvalProgress:
+    """How far one evaluation is: a tqdm bar on a terminal; elsewhere (a log file, a pipe),
+    a log line after :data:`EVAL_PROGRESS_AFTER` seconds and every
+    :data:`EVAL_PROGRESS_EVERY` after, so a long evaluation never looks like a hang."""
+
+    def __init__(self, total: int, *, step: int, enabled: bool = True) -> None:
+        self.total, self.step, self.enabled, self.done = total, step, enabled, 0
+        self.bar = tqdm(
+            total=total,
+            desc=f"evaluating step {step}",
+            unit="batch",
+            leave=False,
+            disable=None if enabled else True,  # None: off when stderr is not a terminal
+        )
+        self.started = self.logged = time.perf_counter()
+
+    def tick(self) -> None:
+        """One more batch done."""
+        self.done += 1
+        self.bar.update(1)
+        now = time.perf_counter()
+        due = EVAL_PROGRESS_AFTER if self.logged == self.started else EVAL_PROGRESS_EVERY
+        if self.enabled and self.bar.disable and now - self.logged >= due:
+            left = (now - self.started) / self.done * (self.total - self.done)
+            log.info(
+                "evaluating step %d: %d/%d batches, about %.0f s left",
+                *(self.step, self.done, self.total, left),
+            )
+            self.logged = now
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 # --- train.log ---------------------------------------------------------------------------------

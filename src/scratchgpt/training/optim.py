@@ -8,10 +8,16 @@ resumed run gets exactly the rate it would have had.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
 from torch import nn
+
+from ..config import TrainConfig
+from ..errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def lr_at(step: int, *, lr: float, min_lr: float, warmup_steps: int, max_steps: int) -> float:
@@ -27,6 +33,25 @@ def lr_at(step: int, *, lr: float, min_lr: float, warmup_steps: int, max_steps: 
         return min_lr
     progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
+
+
+def run_length(t: TrainConfig, *, batches_per_epoch: int) -> tuple[int, int]:
+    """(max_steps, warmup steps) of a run: ``max_steps``, or ``epochs`` passes of
+    ``batches_per_epoch`` batches at ``grad_accum`` per step, whichever ends first when both
+    are set (a quick --training.max-steps 3 trial of an epoch-based config); warmup as given,
+    or 10% of the run capped at 100."""
+    max_steps = t.max_steps or 1
+    if t.epochs is not None:
+        epoch_steps = max(1, math.ceil(t.epochs * batches_per_epoch / t.grad_accum))
+        max_steps = min(max_steps, epoch_steps) if t.max_steps else epoch_steps
+        log.info("%g epochs of %d batches: %d steps", t.epochs, batches_per_epoch, max_steps)
+    warmup = t.warmup_steps if t.warmup_steps is not None else min(100, max_steps // 10)
+    if warmup > max_steps:
+        raise ConfigError(
+            f"training.warmup_steps={warmup}: longer than the run ({max_steps} steps); use "
+            "fewer warmup steps"
+        )
+    return max_steps, warmup
 
 
 def make_optimizer(

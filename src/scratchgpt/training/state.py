@@ -11,11 +11,14 @@ where it stopped::
 Nested state (an optimiser's ``state_dict()``) is split in two by :func:`flatten`: tensors go
 to safetensors under a path-like key, and the JSON keeps the structure with a reference where
 each tensor was. Nothing is pickled, so resuming from a stranger's run cannot run code.
+:class:`TrainState` is the training loop's own part of that state.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +87,69 @@ def read_state(directory: str | Path) -> dict[str, Any]:
     except (OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{directory}: unreadable training state: {exc}") from exc
     return unflatten(skeleton, tensors)
+
+
+@dataclass
+class TrainState:
+    """Where a run is: everything the loop changes as it goes; saved in every checkpoint."""
+
+    step: int = 0
+    seen: int = 0  # tokens (examples, ...) trained on, all processes together
+    best_val: float = math.inf
+    best_step: int | None = None  # None: no evaluation better than the untrained model's yet
+    bad_evals: int = 0  # evaluations in a row without a better validation loss
+    last_val: float | None = None  # the latest validation loss (None: never evaluated)
+    interrupted: bool = False
+    stopped_early: bool = False
+
+    def observe(self, val_loss: float, *, min_delta: float, patience: int) -> None:
+        """Take an evaluation's validation loss: better than the best by more than
+        ``min_delta`` is a new best and resets the count of evaluations without one;
+        ``patience`` of those in a row (0: never) stops the run early."""
+        if val_loss < self.best_val - min_delta:
+            # Step 0 (the untrained model) sets the bar but is never saved as "best".
+            self.best_val, self.best_step, self.bad_evals = val_loss, self.step or None, 0
+        else:
+            self.bad_evals += 1
+        self.last_val = val_loss
+        self.stopped_early = bool(patience) and self.bad_evals >= patience
+
+    def to_dict(self, unit: str) -> dict[str, Any]:
+        """The loop's part of training_state.json (``unit``: what ``seen`` counts)."""
+        return {
+            "step": self.step,
+            f"{unit}_seen": self.seen,
+            "best_val_loss": self.best_val if math.isfinite(self.best_val) else None,
+            "best_step": self.best_step,
+            "bad_evals": self.bad_evals,
+            "val_loss": self.last_val,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], unit: str) -> TrainState:
+        """The state :meth:`to_dict` saved (older checkpoints lack the newer keys)."""
+        best = d.get("best_val_loss")
+        return cls(
+            step=d["step"],
+            seen=d.get(f"{unit}_seen", 0),
+            best_val=math.inf if best is None else best,
+            best_step=d.get("best_step"),
+            bad_evals=d.get("bad_evals", 0),
+            last_val=d.get("val_loss"),
+        )
+
+
+def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """The global random generators' states (dropout draws from them): CPU, and CUDA's."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor] | None, device: torch.device) -> None:
+    """Put back what :func:`rng_state` took (None: leave the generators alone)."""
+    if state is not None:
+        torch.set_rng_state(state["cpu"])
+        if "cuda" in state:
+            torch.cuda.set_rng_state(state["cuda"], device)
