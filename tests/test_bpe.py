@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 import regex
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from scratchgpt.tokenizers import (
     TOKENIZER_NAMES,
@@ -25,12 +24,12 @@ from scratchgpt.tokenizers import (
     SimpleTokenizerV2,
     TiktokenTokenizer,
     TokenizerError,
+    bpe as bpe_module,
     explain_encoding,
     get_tokenizer,
     load_tokenizer,
     train_bpe_files,
 )
-from scratchgpt.tokenizers import bpe as bpe_module
 from scratchgpt.tokenizers.tiktoken_bpe import GPT2_PATTERN
 
 SRC = Path(__file__).resolve().parents[1] / "src"

@@ -22,8 +22,7 @@ from scratchgpt.config import (
     from_data,
     load_run_config,
 )
-from scratchgpt.errors import ConfigError as ErrorsConfigError
-from scratchgpt.errors import MissingExtraError
+from scratchgpt.errors import ConfigError as ErrorsConfigError, MissingExtraError
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "scratchgpt"
 CONFIG_CLASSES = (
@@ -63,7 +62,7 @@ def test_yaml_strings_become_numbers(tmp_path):
     ],
 )
 def test_flag_strings_are_coerced(override, field, expected):
-    value = getattr(load_run_config(None, override).training, field)
+    value = getattr(load_run_config(None, overrides=override).training, field)
     assert value == expected and type(value) is type(expected)
 
 

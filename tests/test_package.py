@@ -43,3 +43,27 @@ def test_ruff_clean():
         [ruff, "check", "src", "tests", "bench"], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_public_api_is_listed_once_and_typed():
+    """One import block is the list; every public function is annotated, and its options
+    (every parameter with a default after the first) are keyword-only."""
+    import inspect
+
+    source = (ROOT / "src" / "scratchgpt" / "__init__.py").read_text(encoding="utf-8")
+    for name in scratchgpt.__all__:
+        assert source.count(f"{name} as {name},") == 1, name
+        obj = getattr(scratchgpt, name)
+        if not inspect.isfunction(obj):
+            continue
+        params = list(inspect.signature(obj).parameters.values())
+        assert all(p.annotation is not inspect.Parameter.empty for p in params), name
+        assert inspect.signature(obj).return_annotation is not inspect.Signature.empty, name
+        optional_positional = [
+            p
+            for p in params
+            if p.default is not inspect.Parameter.empty
+            and p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        ]
+        # the subject of the call may be positional (load_model(path)); options may not
+        assert len(optional_positional) <= 1, f"{name}: options must be keyword-only"

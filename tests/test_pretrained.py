@@ -21,8 +21,7 @@ from scratchgpt.cli import main
 from scratchgpt.config import ConfigError
 from scratchgpt.errors import MissingExtraError, TokenizerError
 from scratchgpt.generation import generate
-from scratchgpt.model import GPTModel, num_parameters
-from scratchgpt.model import crop_context as model_crop_context
+from scratchgpt.model import GPTModel, crop_context as model_crop_context, num_parameters
 from scratchgpt.pretrained import (
     HF_KEYS_OUTSIDE,
     HF_KEYS_PER_BLOCK,

@@ -89,13 +89,13 @@ def test_overrides_win_over_the_file(tmp_path):
     )
     assert run.training.lr == 3e-4 and run.training.max_steps == 7 and run.model.n_layers == 3
     with pytest.raises(ConfigError, match=r"override 'lr': write it as section\.field"):
-        load_run_config(path, {"lr": 1})
+        load_run_config(path, overrides={"lr": 1})
     with pytest.raises(ConfigError, match=r"unknown section 'trainng'"):
-        load_run_config(path, {"trainng.lr": 1})
+        load_run_config(path, overrides={"trainng.lr": 1})
 
 
 def test_effective_config_round_trips(tmp_path):
-    run = load_run_config(None, {"model.preset": "tiny", "training.epochs": 3})
+    run = load_run_config(None, overrides={"model.preset": "tiny", "training.epochs": 3})
     again = RunConfig.from_dict(yaml.safe_load(run.to_yaml()))
     assert again == run
 

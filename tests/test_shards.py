@@ -16,10 +16,10 @@ from scratchgpt.data import (
     load_prepared,
     load_text,
     prepare,
+    shards as shards_module,
+    sources as sources_module,
     token_dtype,
 )
-from scratchgpt.data import shards as shards_module
-from scratchgpt.data import sources as sources_module
 from scratchgpt.tokenizers import CharTokenizer, TiktokenTokenizer, Tokenizer
 
 EOT = "<|endoftext|>"

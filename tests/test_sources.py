@@ -23,8 +23,8 @@ from scratchgpt.data import (
     iter_documents,
     load_text,
     resolve_sources,
+    sources as sources_module,
 )
-from scratchgpt.data import sources as sources_module
 from scratchgpt.data.sources import split_text
 from scratchgpt.tokenizers import TiktokenTokenizer
 

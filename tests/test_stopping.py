@@ -17,8 +17,7 @@ import pytest
 
 from scratchgpt.checkpoint import run_checkpoints
 from scratchgpt.config import RunConfig
-from scratchgpt.training import metrics as metrics_mod
-from scratchgpt.training import train
+from scratchgpt.training import metrics as metrics_mod, train
 from scratchgpt.training.signals import StopSignals
 from scratchgpt.training.state import read_state
 from scratchgpt.training.trainer import Trainer

@@ -16,8 +16,7 @@ from safetensors import safe_open
 
 from scratchgpt.checkpoint import load_checkpoint, run_checkpoints
 from scratchgpt.config import ConfigError, RunConfig, TrainConfig, load_run_config, preset
-from scratchgpt.training import TrainingError, train
-from scratchgpt.training import lm as lm_mod
+from scratchgpt.training import TrainingError, lm as lm_mod, train
 from scratchgpt.training.state import read_state
 from scratchgpt.training.trainer import Trainer
 
@@ -417,7 +416,9 @@ def test_a_gpu_sized_evaluation_on_a_cpu_warns_naming_the_flags(
     short = {"--context-length": "model.context_length", "--drop-rate": "model.drop_rate"}
     pairs = dict(zip(args[1::2], args[2::2], strict=True))  # after "train": --flag value ...
     assert pairs.pop("--config") == str(path.relative_to(path.parents[1]))
-    cpu = load_run_config(path, {short.get(k, k.removeprefix("--")): v for k, v in pairs.items()})
+    cpu = load_run_config(
+        path, overrides={short.get(k, k.removeprefix("--")): v for k, v in pairs.items()}
+    )
     assert (cpu.training.eval_batches, cpu.training.batch_size, cpu.model.context_length) == (
         20, 12, 64,
     )  # fmt: skip

@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
             )
         result = train(resume=args.resume, overrides=overrides, stop_at=args.stop_at)
     else:
-        run_config = load_run_config(args.config, overrides)
+        run_config = load_run_config(args.config, overrides=overrides)
         result = train(run_config, out_dir=args.out, stop_at=args.stop_at)
     print(result.summary())
     return 130 if result.interrupted else 0

@@ -181,7 +181,7 @@ def apply_overrides(d: dict[str, Any], overrides: dict[str, Any]) -> dict[str, A
 
 
 def load_run_config(
-    path: str | Path | None = None, overrides: dict[str, Any] | None = None
+    path: str | Path | None = None, *, overrides: dict[str, Any] | None = None
 ) -> RunConfig:
     """The run config in ``path`` (YAML or JSON; none: the defaults) with ``overrides``.
 

@@ -167,8 +167,7 @@ def hf_tokenizer(tokenizer: Tokenizer) -> tuple[Any, dict[str, Any]]:
 
 
 def _char(tokenizer: CharTokenizer) -> Any:
-    from tokenizers import Regex, decoders, models, pre_tokenizers
-    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import Regex, Tokenizer as HFTokenizer, decoders, models, pre_tokenizers
 
     vocab = {c: i for i, c in enumerate(tokenizer.chars)}
     built = HFTokenizer(models.WordLevel(vocab, unk_token=NO_UNK))
@@ -184,8 +183,14 @@ def _python_whitespace() -> str:
 
 
 def _words(tokenizer: SimpleTokenizerV1) -> Any:
-    from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
-    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer as HFTokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+    )
 
     vocab = {w: i for i, w in enumerate(tokenizer.vocab)}
     v2 = isinstance(tokenizer, SimpleTokenizerV2)
@@ -211,8 +216,14 @@ def _words(tokenizer: SimpleTokenizerV1) -> Any:
 
 
 def _byte_level(bpe: ByteBPE) -> Any:
-    from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
-    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer as HFTokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+    )
 
     to_char = bytes_to_unicode()
 

@@ -377,7 +377,7 @@ def _resolve_run(
 ) -> RunConfig:
     """One RunConfig from the ways train() can be called (file, dataclasses, keywords)."""
     if isinstance(config, (str, Path)):
-        run = load_run_config(config, overrides)
+        run = load_run_config(config, overrides=overrides)
     elif isinstance(config, RunConfig):
         run = config.replace(overrides) if overrides else config
     else:
@@ -438,7 +438,7 @@ def train(
     """
     resume_dir = Path(resume) if resume is not None else None
     if resume_dir is not None:
-        config, overrides = load_run_config(saved_config(resume_dir), overrides), None
+        config, overrides = load_run_config(saved_config(resume_dir), overrides=overrides), None
         out_dir = resume_dir
     run = _resolve_run(
         config,
