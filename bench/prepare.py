@@ -51,7 +51,7 @@ def main() -> None:
     from common import best_time, header, write_results  # bench/common.py
 
     from scratchgpt.data import load_prepared, prepare
-    from scratchgpt.data.shards import _cpu_count
+    from scratchgpt.data.parallel import cpu_count
     from scratchgpt.tokenizers import TiktokenTokenizer
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -73,7 +73,7 @@ def main() -> None:
     )
     text = args.data.read_text(encoding="utf-8")
     copies = max(1, round(args.mb * 1e6 / len(text.encode("utf-8"))))
-    all_cores = args.workers or _cpu_count()
+    all_cores = args.workers or cpu_count()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-prepare-") as tmp:
         corpus = Path(tmp) / "corpus"
@@ -126,7 +126,7 @@ def main() -> None:
     peer_s = rows[0]["seconds"]
     result: dict[str, Any] = {
         **header("prepare"),
-        "cores": _cpu_count(),
+        "cores": cpu_count(),
         "python": platform.python_version(),
         "peers": {"tiktoken": tiktoken.__version__},
         "data": f"{args.data} x {copies} files",

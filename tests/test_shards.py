@@ -15,6 +15,7 @@ from scratchgpt.data import (
     iter_documents,
     load_prepared,
     load_text,
+    parallel as parallel_module,
     prepare,
     shards as shards_module,
     sources as sources_module,
@@ -197,7 +198,7 @@ class SimulatedCrashError(Exception):
 def counting_encoder(monkeypatch, *, fail_at: int | None = None) -> list[int]:
     """Count encoded batches; raise SimulatedCrashError at call number ``fail_at`` (1-based)."""
     calls: list[int] = []
-    real = shards_module.encode_batch
+    real = parallel_module.encode_batch
 
     def encode(*args):
         calls.append(1)
@@ -205,7 +206,7 @@ def counting_encoder(monkeypatch, *, fail_at: int | None = None) -> list[int]:
             raise SimulatedCrashError
         return real(*args)
 
-    monkeypatch.setattr(shards_module, "encode_batch", encode)
+    monkeypatch.setattr(parallel_module, "encode_batch", encode)
     return calls
 
 

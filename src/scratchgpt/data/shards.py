@@ -32,21 +32,14 @@ How it scales:
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
-import multiprocessing
 import os
-import signal
 import tempfile
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +48,7 @@ import numpy as np
 from ..errors import DataError, TokenizerError
 from ..files import atomic_write, atomic_write_text, file_sha256
 from ..tokenizers import LEARNED_TOKENIZERS, Tokenizer, get_tokenizer, load_tokenizer
+from .parallel import SPLITS, Batch, cpu_count, encode_all, progress_bar
 from .sources import DataSpec, iter_document_pieces, load_text, sources_fingerprint
 
 log = logging.getLogger(__name__)
@@ -63,13 +57,11 @@ FORMAT = "scratchgpt-tokens"
 VERSION = 1
 META_FILE = "meta.json"
 PROGRESS_FILE = "progress.json"
-SPLITS: tuple[str, ...] = ("train", "val")
 # Characters of text per worker task: large enough that sending it costs little next to
 # tokenizing it, small enough to keep every core busy. It fixes the batch boundaries, so it
 # is part of the settings a resumed run must share.
 BATCH_CHARS = 1 << 20
 
-Batch = list[tuple[int, str, bool]]  # (split index, text, starts a document after another)
 Position = tuple[int, int]  # (batch number, token offset in that batch's output for a split)
 
 
@@ -186,7 +178,7 @@ def prepare(
         raise DataError(f"shard_tokens={shard_tokens}: must be at least 1")
     if num_workers is not None and num_workers < 1:
         raise DataError(f"num_workers={num_workers}: must be at least 1")
-    workers = num_workers or _cpu_count()
+    workers = num_workers or cpu_count()
     out = Path(out_dir)
     dtype = token_dtype(tokenizer.vocab_size)
     separator = _separator(tokenizer)
@@ -230,9 +222,9 @@ def prepare(
     if first:
         log.info("resuming %s at batch %d (%d shards kept)", out, first, sum(map(len, kept)))
     start = time.perf_counter()
-    encoded = _encode_all(batches, first, workers, tokenizer, out, dtype.str, separator)
+    encoded = encode_all(batches, first, workers, tokenizer, out, dtype.str, separator)
     try:
-        for number, outputs in _progress_bar(encoded, dtype.itemsize):
+        for number, outputs in progress_bar(encoded, dtype.itemsize):
             for writer, data in zip(writers, outputs, strict=True):
                 writer.add(number, data)
         for writer in writers:
@@ -292,13 +284,6 @@ def prepare(
 
 def _as_list(source: DataSpec) -> list[str | Path]:
     return [source] if isinstance(source, str | Path) else list(source)
-
-
-def _cpu_count() -> int:
-    """Cores this process may use (its affinity mask, where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
 
 
 def _separator(tokenizer: Tokenizer) -> list[int]:
@@ -402,118 +387,6 @@ def _batches(
                 batch, size = [], 0
     if batch:
         yield batch
-
-
-def encode_batch(
-    tokenizer: Tokenizer, dtype: str, separator: Sequence[int], batch: Batch
-) -> tuple[bytes, ...]:
-    """The token bytes of one batch, per split; the separator goes before each document but
-    the first of its split."""
-    parts: tuple[list[np.ndarray], ...] = tuple([] for _ in SPLITS)
-    sep = np.asarray(separator, dtype=dtype)
-    for split, text, separate in batch:
-        if separate:
-            parts[split].append(sep)
-        parts[split].append(np.asarray(tokenizer.encode(text), dtype=dtype))
-    return tuple(np.concatenate(p).tobytes() if p else b"" for p in parts)
-
-
-# The encoder of a worker process, built once from the saved tokenizer by _init_worker.
-_worker_encode: Callable[[Batch], tuple[bytes, ...]] | None = None
-
-
-def _init_worker(tokenizer_dir: str, dtype: str, separator: list[int]) -> None:
-    global _worker_encode
-    # Ctrl-C reaches the whole process group: let the main process alone handle it (it drops
-    # the unfinished shard and stops the pool), rather than every worker printing a traceback.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker_encode = partial(encode_batch, load_tokenizer(tokenizer_dir), dtype, separator)
-
-
-def _encode_in_worker(batch: Batch) -> tuple[bytes, ...]:
-    assert _worker_encode is not None, "the worker was not initialised"
-    return _worker_encode(batch)
-
-
-def _encode_all(
-    batches: Iterator[Batch],
-    first: int,
-    workers: int,
-    tokenizer: Tokenizer,
-    tokenizer_dir: Path,
-    dtype: str,
-    separator: list[int],
-) -> Iterator[tuple[int, tuple[bytes, ...]]]:
-    """(batch number, token bytes per split) for every batch from number ``first`` on, in order.
-
-    With several workers the batches go to a process pool a few at a time and come back in
-    submission order (like ``Pool.imap``, but ``imap`` would read the whole corpus into its
-    task queue ahead of the workers). Workers rebuild the tokenizer from its saved files and
-    are started with "spawn": forking a process that may hold threads (PyTorch, datasets'
-    streaming) can deadlock. A pool whose workers cannot start (spawn re-imports the main
-    script, which fails for code typed into ``python -``) falls back to this process.
-    """
-    todo: Iterator[tuple[int, Batch]] = ((n, b) for n, b in enumerate(batches) if n >= first)
-    head = list(itertools.islice(todo, 2))  # one batch of work is not worth starting a pool
-    todo = itertools.chain(head, todo)
-    many = workers > 1 and len(head) > 1
-    pool = _start_pool(workers, tokenizer_dir, dtype, separator) if many else None
-    if pool is None:
-        encode = partial(encode_batch, tokenizer, dtype, separator)
-        for n, batch in todo:
-            yield n, encode(batch)
-        return
-    with pool:
-        pending: deque[tuple[int, Future[tuple[bytes, ...]]]] = deque()
-        try:
-            for n, batch in todo:
-                pending.append((n, pool.submit(_encode_in_worker, batch)))
-                if len(pending) > 2 * workers:
-                    m, result = pending.popleft()
-                    yield m, result.result()
-            while pending:
-                m, result = pending.popleft()
-                yield m, result.result()
-        finally:  # an error or Ctrl-C: drop the queued work instead of finishing it
-            for _, result in pending:
-                result.cancel()
-
-
-def _start_pool(
-    workers: int, tokenizer_dir: Path, dtype: str, separator: list[int]
-) -> ProcessPoolExecutor | None:
-    """A pool of ``workers`` started processes with the tokenizer loaded, or None if they fail."""
-    context = multiprocessing.get_context("spawn")
-    init = (str(tokenizer_dir), dtype, separator)
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=init)
-    try:
-        # The pool starts a process per task submitted while none is idle: ask all at once so
-        # they start together, and wait for them (this raises if a worker cannot start).
-        for started in [pool.submit(_encode_in_worker, []) for _ in range(workers)]:
-            started.result()
-    except BrokenProcessPool as exc:
-        pool.shutdown(cancel_futures=True)
-        log.warning(
-            "could not start %d worker processes (%s); tokenizing in this process instead. "
-            "Run from a script file or a module, not code typed into 'python -', to use "
-            "every core",
-            workers,
-            exc,
-        )
-        return None
-    return pool
-
-
-def _progress_bar(
-    encoded: Iterator[tuple[int, tuple[bytes, ...]]], itemsize: int
-) -> Iterator[tuple[int, tuple[bytes, ...]]]:
-    """Pass the results through, counting tokens on a progress bar (tokens/s) in a terminal."""
-    from tqdm.auto import tqdm
-
-    with tqdm(unit="tok", unit_scale=True, desc="prepare", disable=None) as bar:
-        for item in encoded:
-            bar.update(sum(map(len, item[1])) // itemsize)
-            yield item
 
 
 class _ShardWriter:
