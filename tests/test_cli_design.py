@@ -126,3 +126,32 @@ def test_a_value_is_validated_once_under_its_config_name(capsys, tmp_path, monke
     assert main(["generate", "--temperature", "-1"]) == 2
     err = capsys.readouterr().err
     assert "temperature=-1" in err and "no trained run" not in err
+
+
+def test_each_value_is_checked_once_on_its_way(tmp_path, monkeypatch, shared_data, capsys):
+    """`train --lr` reaches the optimiser through one TrainConfig, and `generate --temperature`
+    reaches sampling through one SamplingConfig: each value is validated exactly once."""
+    from scratchgpt.config import sampling, sections
+
+    built = {"training": [], "sampling": []}
+    for key, cls in (("training", sections.TrainConfig), ("sampling", sampling.SamplingConfig)):
+        check = cls.__post_init__
+
+        def counted(self, _check=check, _key=key):
+            built[_key].append(self)
+            _check(self)
+
+        monkeypatch.setattr(cls, "__post_init__", counted)
+    monkeypatch.chdir(tmp_path)
+    verdict = str(shared_data("the-verdict.txt"))
+    args = ["--data", verdict, "--preset", "tiny", "--max-steps", "2", "--sample-interval", "0"]
+    assert main(["train", *args, "--lr", "0.002", "--out", "run"]) == 0
+    assert [t.lr for t in built["training"]] == [0.002]
+    assert built["sampling"] == []
+    built["training"].clear()
+    assert (
+        main(["generate", "--checkpoint", "run", "--max-tokens", "3", "--temperature", "0.5"]) == 0
+    )
+    assert [s.temperature for s in built["sampling"]] == [0.5]
+    assert built["training"] == []
+    assert capsys.readouterr().out.endswith("\n")
