@@ -341,7 +341,7 @@ def test_classify_predict_and_viz(spam_classifier, capsys, tmp_path):
         "WINNER!! You have been selected to receive a £900 prize reward! Call 09061701461 now",
         "Sorry, I'll call you later, I am in a meeting",
     ]
-    assert main(["classify", "predict", "--model", str(out), *texts]) == 0
+    assert main(["classify", "predict", "--checkpoint", str(out), *texts]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("\t")[0] for line in lines] == ["spam", "ham"]
     png = tmp_path / "cls.png"
@@ -349,7 +349,7 @@ def test_classify_predict_and_viz(spam_classifier, capsys, tmp_path):
     assert main([*args, "--layer", "1", "--all-heads", "--out", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["viz", "curves", str(out), "--out", str(tmp_path / "curves.png")]) == 0
-    assert main(["classify", "predict", "--model", str(tmp_path), "hi"]) == 2
+    assert main(["classify", "predict", "--checkpoint", str(tmp_path), "hi"]) == 2
     assert "not a scratchgpt classifier" in capsys.readouterr().err
 
 
@@ -367,5 +367,5 @@ def test_classify_train_resume_through_the_command_line(tmp_path, capsys):
     assert [s for s, _ in run_checkpoints(run, format=None)][-1] == 20
     saved = (run / "config.yaml").read_text()
     assert "epochs: 2.0" in saved and f"source: {data}" in saved and "min_freq: 1" in saved
-    assert main(["classify", "predict", "--model", str(run), "a superb film"]) == 0
+    assert main(["classify", "predict", "--checkpoint", str(run), "a superb film"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].split("\t")[0] in ("positive", "negative")

@@ -54,7 +54,15 @@ def test_sigkill_during_checkpoint_writes_never_corrupts(tmp_path, shared_data):
                 assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
                 assert time.monotonic() < deadline, "no checkpoint written in 120 s"
                 time.sleep(0.02)
-            time.sleep(rng.uniform(0.0, 0.4))
+            if attempt % 2:
+                time.sleep(rng.uniform(0.0, 0.4))  # a random instant
+            else:
+                # Catch a write in progress (its hidden directory exists), so that at least
+                # half the kills test the atomic save whatever the machine's speed or load.
+                while not any((run_dir / "checkpoints").glob(".step-*")):
+                    assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+                    assert time.monotonic() < deadline, "no checkpoint write seen in 120 s"
+                    time.sleep(0.001)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()

@@ -554,7 +554,8 @@ def test_train_init_from_a_gpt2_directory(tmp_path, gpt2_files, shared_data, cap
     assert settings["model"]["init_from"] == str(tmp_path / "gpt2")
     assert settings["model"]["context_length"] == 32 and settings["model"]["n_layers"] == 2
     assert main([*args, "--preset", "tiny"]) == 2
-    assert "--init-from fixes the model's shape" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "model.init_from fixes the model's shape" in err and "drop model.preset" in err
 
 
 def test_every_new_command_has_help():

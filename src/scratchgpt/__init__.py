@@ -80,6 +80,7 @@ if TYPE_CHECKING:  # the public API, one line per name
     )
     from .model.encoder import (
         TransformerClassifier as TransformerClassifier,
+        TransformerEncoder as TransformerEncoder,
     )
     from .model.teaching import (
         CausalAttention as CausalAttention,

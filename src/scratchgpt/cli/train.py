@@ -102,17 +102,45 @@ def flag_names() -> dict[str, str]:
 
 
 def expand_aliases(argv: Sequence[str]) -> list[str]:
-    """``--training.max-steps 3`` -> ``--max-steps 3`` (see the module docstring)."""
+    """``--training.max-steps 3`` -> ``--max-steps 3`` (see the module docstring); a boolean
+    key takes a value as in the config file: ``--training.compile true`` -> ``--compile``."""
     flags = flag_names()
-    out = []
-    for arg in argv:
+    switches = {key for key, cls in _field_types().items() if cls is bool}
+    out: list[str] = []
+    words = list(argv)
+    while words:
+        arg = words.pop(0)
         name, eq, value = arg.partition("=")
-        if name.startswith("--") and "." in name:
-            section, _, field = name[2:].partition(".")
-            key = f"{section}.{field.replace('-', '_')}"
-            if key in flags:
-                arg = flags[key] + eq + value
+        key = name[2:].replace("-", "_") if name.startswith("--") else ""
+        if key in flags and "." in key:
+            flag = flags[key]
+            if key in switches:
+                if not eq and words and words[0].lower() in TRUTH:
+                    value = words.pop(0)
+                if value and TRUTH.get(value.lower()) is False:
+                    flag = "--no-" + flag[2:]
+                arg = flag
+            else:
+                arg = flag + eq + value
         out.append(arg)
+    return out
+
+
+# How a boolean is written in a config file or after a config key used as a flag.
+TRUTH = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def _field_types() -> dict[str, type]:
+    """{config key: field type} of the settings train offers (``X | None`` as X)."""
+    import dataclasses
+    import typing
+
+    out = {}
+    for section, cls, _, skip in SECTIONS:
+        hints = typing.get_type_hints(cls)
+        for field in dataclasses.fields(cls):
+            if field.name not in skip:
+                out[f"{section}.{field.name}"] = hints[field.name]
     return out
 
 
