@@ -85,7 +85,7 @@ def test_yaml_sections_and_defaults(tmp_path):
 def test_overrides_win_over_the_file(tmp_path):
     path = write(tmp_path, "training:\n  lr: 0.001\n  max_steps: 50\n")
     run = load_run_config(
-        path, {"training.lr": "3e-4", "training.max-steps": 7, "model.n_layers": "3"}
+        path, overrides={"training.lr": "3e-4", "training.max-steps": 7, "model.n_layers": "3"}
     )
     assert run.training.lr == 3e-4 and run.training.max_steps == 7 and run.model.n_layers == 3
     with pytest.raises(ConfigError, match=r"override 'lr': write it as section\.field"):
