@@ -19,7 +19,9 @@ from scratchgpt.training.state import read_state
 
 pytestmark = pytest.mark.slow
 
-KILLS = 20
+# Half the kills wait for a write in progress, so fewer attempts than random kills alone
+# test more writes (at least 5 of 14, where 20 random kills asked for 5 of 20).
+KILLS = 14
 
 
 def test_sigkill_during_checkpoint_writes_never_corrupts(tmp_path, shared_data):
@@ -78,4 +80,4 @@ def test_sigkill_during_checkpoint_writes_never_corrupts(tmp_path, shared_data):
         assert step > last_step  # each attempt made progress and kept it
         last_step = step
     # The test means something only if kills did land inside writes.
-    assert mid_write >= KILLS // 4, f"only {mid_write} of {KILLS} kills hit a checkpoint write"
+    assert mid_write >= 5, f"only {mid_write} of {KILLS} kills hit a checkpoint write"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -79,22 +79,48 @@ def save_checkpoint(
         "metadata": metadata or {},
     }
 
-    def write(tmp: Path) -> None:
+    def write_weights(file: Path) -> None:
         # save_model stores a tied weight once; build_model restores the tie on loading.
         if weights is None:
-            save_model(model, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
+            save_model(model, str(file), metadata={"format": FORMAT})
         else:
             tied = "out_head.weight" if model.cfg.tie_weights else None  # stored once, too
             plain = {k: v.detach().contiguous() for k, v in weights.items() if k != tied}
-            save_file(plain, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
+            save_file(plain, str(file), metadata={"format": FORMAT})
+
+    return write_model_directory(
+        directory,
+        write_weights,
+        tokenizer=tokenizer,
+        info=info,
+        extra=extra,
+        replaceable=is_checkpoint,
+        what="a scratchgpt checkpoint",
+    )
+
+
+def write_model_directory(
+    directory: str | Path,
+    write_weights: Callable[[Path], None],
+    *,
+    tokenizer: Tokenizer,
+    info: Mapping[str, Any],
+    extra: Callable[[Path], None] | None,
+    replaceable: Callable[[Path], bool],
+    what: str,
+) -> Path:
+    """The layout every saved model shares (a GPT checkpoint, a classifier): the weights
+    (``write_weights(path)``), the tokenizer, ``extra(tmp)``'s files, and config.json last,
+    all moved into place at once, so a directory with a config.json is always complete."""
+
+    def write(tmp: Path) -> None:
+        write_weights(tmp / WEIGHTS_FILE)
         tokenizer.save(tmp)
         if extra is not None:
             extra(tmp)
         (tmp / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
-    return atomic_directory(
-        directory, write, replaceable=is_checkpoint, what="a scratchgpt checkpoint"
-    )
+    return atomic_directory(directory, write, replaceable=replaceable, what=what)
 
 
 def is_checkpoint(path: str | Path, *, format: str | None = FORMAT) -> bool:

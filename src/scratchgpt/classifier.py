@@ -32,7 +32,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .checkpoint import corrupt_config, corrupt_error, run_checkpoints
+from .checkpoint import corrupt_config, corrupt_error, run_checkpoints, write_model_directory
 from .config import EncoderConfig
 
 # The data helpers' home is data.labelled; they are importable from here too, where they
@@ -49,7 +49,6 @@ from .data.labelled import (
     toy_sentiment_examples,
 )
 from .errors import CheckpointError, ConfigError, DataError, TokenizerError
-from .files import atomic_directory
 from .model.encoder import TransformerClassifier
 from .model.gpt import eval_mode
 from .tokenizers import Tokenizer, load_tokenizer
@@ -203,16 +202,18 @@ def save_classifier(
         "metadata": dict(metadata or {}),
     }
 
-    def write(tmp: Path) -> None:
+    def write_weights(file: Path) -> None:
         plain = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-        save_file(plain, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
-        tokenizer.save(tmp)
-        if extra is not None:
-            extra(tmp)
-        (tmp / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        save_file(plain, str(file), metadata={"format": FORMAT})
 
-    return atomic_directory(
-        directory, write, replaceable=is_classifier, what="a scratchgpt classifier"
+    return write_model_directory(
+        directory,
+        write_weights,
+        tokenizer=tokenizer,
+        info=info,
+        extra=extra,
+        replaceable=is_classifier,
+        what="a scratchgpt classifier",
     )
 
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, did_you_mean
+from ..errors import ConfigError
 from .encoder import OLD_KEYS, EncoderConfig
 from .run import apply_overrides
 from .sections import TrainConfig
-from .validate import check_field_types, from_data, option, read_config_file
+from .validate import check_field_types, check_sections, from_data, option, read_config_file
 
 CLASSIFIER_SECTIONS: tuple[str, ...] = ("model", "data", "training")
 
@@ -81,19 +81,7 @@ class ClassifierRunConfig:
     @classmethod
     def from_dict(cls, d: Any) -> ClassifierRunConfig:
         """From nested plain data (YAML); the training section over the classifier defaults."""
-        d = {} if d is None else d
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"a classifier run config must be a mapping of sections, got {d!r}")
-        unknown = [k for k in d if k not in CLASSIFIER_SECTIONS]
-        if unknown:
-            hints = "; ".join(f"{k!r}{did_you_mean(str(k), CLASSIFIER_SECTIONS)}" for k in unknown)
-            raise ConfigError(
-                f"unknown section(s) {hints}: a classifier run config has the sections "
-                f"{', '.join(CLASSIFIER_SECTIONS)}"
-            )
-        for name in CLASSIFIER_SECTIONS:
-            if d.get(name) is not None and not isinstance(d[name], Mapping):
-                raise ConfigError(f"section {name!r} must be a mapping of field: value")
+        d = check_sections(d, CLASSIFIER_SECTIONS, what="a classifier run config")
         model = {OLD_KEYS.get(k, k): v for k, v in (d.get("model") or {}).items()}
         # Validate the fields now (names, types, ranges); vocab_size is the data's, later.
         shape = EncoderConfig.from_dict({"vocab_size": 1, **model})

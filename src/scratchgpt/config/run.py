@@ -23,7 +23,14 @@ from typing import Any
 from ..errors import ConfigError, did_you_mean
 from .model import GPTConfig, preset, preset_fields
 from .sections import DataConfig, TokenizerConfig, TrainConfig
-from .validate import check_field_types, check_keys, from_data, option, read_config_file
+from .validate import (
+    check_field_types,
+    check_keys,
+    check_sections,
+    from_data,
+    option,
+    read_config_file,
+)
 
 SECTIONS: tuple[str, ...] = ("model", "data", "tokenizer", "training")
 
@@ -82,19 +89,7 @@ class RunConfig:
         The model section starts from ``preset`` (default "mini") and overrides its fields.
         Every problem in the sections is reported at once, one line each.
         """
-        if d is None:
-            d = {}
-        if not isinstance(d, dict):
-            raise ConfigError(f"a run config must be a mapping of sections, got {d!r}")
-        unknown = [k for k in d if k not in SECTIONS]
-        if unknown:
-            hints = "; ".join(f"{k!r}{did_you_mean(str(k), SECTIONS)}" for k in unknown)
-            raise ConfigError(
-                f"unknown section(s) {hints}: a run config has the sections {', '.join(SECTIONS)}"
-            )
-        for name in SECTIONS:
-            if d.get(name) is not None and not isinstance(d[name], dict):
-                raise ConfigError(f"section {name!r} must be a mapping of field: value")
+        d = check_sections(d, SECTIONS, what="a run config")
         given = d.get("model") or {}
         model = {k: v for k, v in given.items() if k not in ("preset", "init_from")}
         source = from_data(

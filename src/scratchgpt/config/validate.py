@@ -293,3 +293,21 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
     return data
+
+
+def check_sections(d: Any, sections: tuple[str, ...], *, what: str) -> dict[str, Any]:
+    """``d`` (None: empty) as a mapping of ``sections`` to mappings, or a ConfigError naming
+    the unknown section (with a did-you-mean) or the section that is not a mapping."""
+    d = {} if d is None else d
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{what} must be a mapping of sections, got {d!r}")
+    unknown = [k for k in d if k not in sections]
+    if unknown:
+        hints = "; ".join(f"{k!r}{did_you_mean(str(k), sections)}" for k in unknown)
+        raise ConfigError(
+            f"unknown section(s) {hints}: {what} has the sections {', '.join(sections)}"
+        )
+    for name in sections:
+        if d.get(name) is not None and not isinstance(d[name], Mapping):
+            raise ConfigError(f"section {name!r} must be a mapping of field: value")
+    return dict(d)
