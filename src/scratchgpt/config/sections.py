@@ -30,7 +30,7 @@ class TrainConfig:
     """
 
     max_steps: int | None = option(
-        "optimiser steps to run (or set epochs)", 800, aliases=("max_iters",)
+        "optimiser steps to run (or set epochs)", 400, aliases=("max_iters",)
     )
     epochs: float | None = option(
         "passes over the training data; sets max_steps from its size",
@@ -74,7 +74,7 @@ class TrainConfig:
         aliases=("patience",),
     )
     min_delta: float = option("improvement that counts as better for early stopping", 0.0)
-    sample_interval: int = option("steps between samples (0: off)", 400)
+    sample_interval: int = option("steps between samples (0: off)", 200)
     sample_tokens: int = option("tokens per sample", 200)
     sample_prompt: str | None = option(
         "prompt of the samples (default: start of the val text)", None
