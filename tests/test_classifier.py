@@ -369,3 +369,15 @@ def test_classify_train_resume_through_the_command_line(tmp_path, capsys):
     assert "epochs: 2.0" in saved and f"source: {data}" in saved and "min_freq: 1" in saved
     assert main(["classify", "predict", "--checkpoint", str(run), "a superb film"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].split("\t")[0] in ("positive", "negative")
+
+
+def test_train_resume_of_a_classifier_run_points_at_classify(tmp_path, capsys):
+    data = tmp_path / "toy.tsv"
+    data.write_text("".join(f"{ex.label}\t{ex.text}\n" for ex in toy_sentiment_examples(80)))
+    run = tmp_path / "run"
+    args = ["classify", "train", "--data", str(data), "--out", str(run), "--min-freq", "1"]
+    assert main([*args, "--epochs", "1", "--batch-size", "16", "--warmup-steps", "1"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"scratchgpt classify train --resume {run}" in err and err.count("\n") == 1

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ..config import GPTConfig, RunConfig, TrainConfig, load_run_config, preset
+from ..config import GPTConfig, RunConfig, TrainConfig, load_run_config, preset, read_config_file
 from ..data import RandomWindows, SequentialWindows, WindowLoader, load_text
 from ..device import autocast
 from ..errors import ConfigError, DataError, TokenizerError
@@ -438,6 +438,14 @@ def train(
     """
     resume_dir = Path(resume) if resume is not None else None
     if resume_dir is not None:
+        from ..classifier import is_classifier
+
+        saved = read_config_file(saved_config(resume_dir))
+        if is_classifier(resume_dir) or "test_ratio" in (saved.get("data") or {}):
+            raise ConfigError(
+                f"{resume_dir} is a classifier run: continue it with scratchgpt classify train "
+                f"--resume {resume_dir} (or train_classifier(resume=...))"
+            )
         config, overrides = load_run_config(saved_config(resume_dir), overrides=overrides), None
         out_dir = resume_dir
     run = _resolve_run(
