@@ -104,6 +104,12 @@ def test_usage_error_is_the_usage_line_and_the_error(capsys):
     assert len(lines) == 2, lines
     assert lines[0] == "usage: scratchgpt train [OPTIONS]"
     assert "unrecognized arguments: --lrr" in lines[1] and "'--lr'" in lines[1]
+    for words in (["train", "--lr"], ["generate", "--top-k"], ["classify", "train", "--emb-dim"]):
+        with pytest.raises(SystemExit):
+            main(words)  # a flag without its value: the command's usage line, not 69 lines
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 2 and lines[0].endswith("[OPTIONS]"), lines
+        assert f"argument {words[-1]}: expected one argument" in lines[1]
 
 
 def test_run_config_keys_are_accepted_as_flags():
