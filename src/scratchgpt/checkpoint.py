@@ -354,3 +354,27 @@ def _shape_summary(cfg: GPTConfig) -> str:
         f"vocab_size={cfg.vocab_size}, context_length={cfg.context_length}, "
         f"emb_dim={cfg.emb_dim}, n_layers={cfg.n_layers}, qkv_bias={cfg.qkv_bias}"
     )
+
+
+# Where `scratchgpt train` puts runs, and so where `generate` looks for the latest one.
+RUNS_DIR = Path("runs")
+
+
+def latest_run(root: str | Path = RUNS_DIR) -> Path:
+    """The most recently written GPT checkpoint under ``root`` (what `generate` uses by
+    default); runs of other tasks (classifiers) are not candidates."""
+    root = Path(root)
+    found: list[Path] = []
+    if root.is_dir():
+        for run in root.iterdir():
+            steps = run_checkpoints(run)
+            if steps:
+                found.append(steps[-1][1])
+            elif is_checkpoint(run / "checkpoint"):
+                found.append(run / "checkpoint")
+    if not found:
+        raise CheckpointError(
+            f"no trained run found in {str(root)!r}: run `scratchgpt train` first, or pass "
+            "--checkpoint DIR"
+        )
+    return max(found, key=lambda p: (p / "config.json").stat().st_mtime)

@@ -54,10 +54,9 @@ def load_model(
     replaces the saved one (its ids must fit the model's vocabulary). The tokenizer is None
     only for a Hugging Face directory with no tokenizer files and a non-GPT-2 vocabulary.
     """
-    from .checkpoint import load_checkpoint
+    from .checkpoint import latest_run, load_checkpoint
     from .model import crop_context
     from .pretrained import load_pretrained
-    from .training import latest_run
 
     if init_from is not None and checkpoint is not None:
         raise ConfigError("give either --checkpoint or --init-from, not both")

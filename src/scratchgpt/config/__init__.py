@@ -52,7 +52,6 @@ from .validate import (
     from_data,
     option,
     read_config_file,
-    strict_from_dict,
 )
 
 __all__ = [
@@ -93,5 +92,4 @@ __all__ = [
     "preset",
     "preset_fields",
     "read_config_file",
-    "strict_from_dict",
 ]

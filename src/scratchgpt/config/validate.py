@@ -265,12 +265,6 @@ def _describe(cls: type, error: Any, section: str | None) -> str:
     return f"{name}={value!r}: {kind.wants}"
 
 
-def strict_from_dict(cls: type[_T], d: Any, *, what: str = "") -> _T:
-    """The former name of :func:`from_data` without a section (``what`` is unused), kept for
-    callers outside this package; new code calls :func:`from_data`."""
-    return from_data(cls, d)
-
-
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The plain data of a YAML or JSON file, with a clear error for a missing or bad file."""
     path = Path(path)

@@ -1,11 +1,11 @@
 """Training: one loop (:class:`Trainer`) over tasks (language modelling, classification),
 the optimiser and schedule, metrics, checkpoints of runs, distributed setup."""
 
+from ..checkpoint import latest_run
 from ..config import RunConfig, TrainConfig
 from ..errors import TrainingError
 from .lm import LanguageModelTask, evaluate, train
 from .optim import lr_at, make_optimizer
-from .runs import latest_run
 from .task import Task
 from .trainer import Trainer, TrainResult, TrainState
 

@@ -17,10 +17,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import STEP_PREFIX, CheckpointError, is_checkpoint, run_checkpoints
+from ..checkpoint import (
+    RUNS_DIR,
+    STEP_PREFIX,
+    run_checkpoints,
+)
 from ..files import point_symlink, remove_tree
 
-RUNS_DIR = Path("runs")
 CONFIG_FILE = "config.yaml"
 
 
@@ -56,26 +59,6 @@ def prune_checkpoints(run_dir: Path, *, keep_last: int, best_step: int | None) -
     for s, path in steps:
         if s not in keep:
             remove_tree(path)
-
-
-def latest_run(root: str | Path = RUNS_DIR) -> Path:
-    """The most recently written GPT checkpoint under ``root`` (what `generate` uses by
-    default); runs of other tasks (classifiers) are not candidates."""
-    root = Path(root)
-    found: list[Path] = []
-    if root.is_dir():
-        for run in root.iterdir():
-            steps = run_checkpoints(run)
-            if steps:
-                found.append(steps[-1][1])
-            elif is_checkpoint(run / "checkpoint"):
-                found.append(run / "checkpoint")
-    if not found:
-        raise CheckpointError(
-            f"no trained run found in {str(root)!r}: run `scratchgpt train` first, or pass "
-            "--checkpoint DIR"
-        )
-    return max(found, key=lambda p: (p / "config.json").stat().st_mtime)
 
 
 @dataclass
