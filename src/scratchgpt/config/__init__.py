@@ -16,13 +16,16 @@ importable from here too, as they were before.
 
 from ..errors import ConfigError, MissingExtraError
 from .classifier import (
+    BACKBONES,
     CLASSIFIER_TRAINING,
+    GPT_CLASSIFIER_TRAINING,
     ClassifierDataConfig,
     ClassifierRunConfig,
     load_classifier_config,
 )
 from .convert import ALIASES, convert_config
 from .encoder import EncoderConfig
+from .finetune import TRAINABLE_HELP, LoRAConfig, parse_trainable
 from .model import (
     ATTENTION_IMPLS,
     POS_ENCODINGS,
@@ -57,8 +60,11 @@ from .validate import (
 __all__ = [
     "ALIASES",
     "ATTENTION_IMPLS",
+    "BACKBONES",
     "CLASSIFIER_TRAINING",
+    "GPT_CLASSIFIER_TRAINING",
     "LOADERS",
+    "TRAINABLE_HELP",
     "POS_ENCODINGS",
     "PRECISIONS",
     "PRESETS",
@@ -71,6 +77,7 @@ __all__ = [
     "DataConfig",
     "EncoderConfig",
     "GPTConfig",
+    "LoRAConfig",
     "Loader",
     "MissingExtraError",
     "ModelSource",
@@ -88,6 +95,7 @@ __all__ = [
     "load_classifier_config",
     "load_model_config",
     "load_run_config",
+    "parse_trainable",
     "option",
     "preset",
     "preset_fields",

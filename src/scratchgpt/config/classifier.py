@@ -1,11 +1,16 @@
-"""A classifier run's config: the encoder's shape, the labelled data, the training settings.
+"""A classifier run's config: the backbone, the labelled data, the training settings.
 
 The same layout as a GPT's :class:`~.run.RunConfig`, saved the same way (``RUN/config.yaml``,
 every field explicit, what ``--resume`` reads)::
 
-    model:     EncoderConfig fields; vocab_size and num_classes are set from the data
-    data:      the LABEL<TAB>TEXT file, the held-out share, the vocabulary's cut-off
-    training:  the TrainConfig every run has, with a small classifier's defaults
+    model:     backbone: encoder (a small Transformer encoder trained from scratch on a word
+               vocabulary) or gpt (a GPTModel whose output head is replaced by one row per
+               class, the book's ch. 6); init_from: the pretrained GPT to start from; then
+               the backbone's fields (EncoderConfig, or a preset and GPTConfig fields for a
+               GPT trained from scratch). vocab_size and num_classes come from the data.
+    data:      the labelled file and its columns, the splits, balancing, length and padding
+    training:  the TrainConfig every run has, with each backbone's defaults
+    lora:      the adapters when training.trainable=lora (GPT backbone)
 """
 
 from __future__ import annotations
@@ -18,11 +23,23 @@ from typing import Any
 
 from ..errors import ConfigError
 from .encoder import OLD_KEYS, EncoderConfig
+from .finetune import LoRAConfig, resolve_trainable, switch_on_lora
+from .model import GPTConfig, preset_fields
 from .run import apply_overrides
 from .sections import TrainConfig
-from .validate import check_field_types, check_sections, from_data, option, read_config_file
+from .validate import (
+    check_field_types,
+    check_keys,
+    check_sections,
+    from_data,
+    one_of,
+    option,
+    read_config_file,
+)
 
-CLASSIFIER_SECTIONS: tuple[str, ...] = ("model", "data", "training")
+CLASSIFIER_SECTIONS: tuple[str, ...] = ("model", "data", "training", "lora")
+BACKBONES: tuple[str, ...] = ("encoder", "gpt")
+PADDINGS: tuple[str, ...] = ("longest", "max")
 
 # A small classifier's training, where it differs from a GPT's: four passes over the data,
 # a higher learning rate and light weight decay for 364k parameters, on the CPU (faster than a
@@ -41,62 +58,154 @@ CLASSIFIER_TRAINING: dict[str, Any] = {
     "device": "cpu",
 }
 
+# A pretrained GPT's fine-tuning, as the book's ch. 6 does it: AdamW at a constant 5e-5 with
+# weight decay 0.1 and PyTorch's default betas, no clipping, batches of 8, five epochs, and
+# the last block, the final norm and the new head trained.
+GPT_CLASSIFIER_TRAINING: dict[str, Any] = {
+    "max_steps": None,
+    "epochs": 5,
+    "batch_size": 8,
+    "lr": 5e-5,
+    "min_lr": 5e-5,
+    "warmup_steps": 0,
+    "weight_decay": 0.1,
+    "beta2": 0.999,
+    "grad_clip": 0.0,
+    "eval_interval": 50,
+    "eval_batches": 5,
+    "sample_interval": 0,
+    "seed": 123,
+    "trainable": "last-block",
+}
+
 
 @dataclass(frozen=True)
 class ClassifierDataConfig:
     """What a classifier learns from (the ``data:`` section)."""
 
     source: str | None = option(
-        "a file of LABEL<TAB>TEXT lines (none: the SMS Spam Collection, downloaded once "
-        "from UCI and cached)",
+        "labelled texts: LABEL<TAB>TEXT lines, or a TSV/CSV with a header, or JSONL, with "
+        "text and label columns (none: the SMS Spam Collection, downloaded once from UCI)",
         None,
     )
-    test_ratio: float = option("fraction of each label held out for testing", 0.2)
-    min_freq: int = option("words seen fewer times in the training texts become <|unk|>", 2)
+    text_column: str = option("the column (or JSON key) holding the texts", "text")
+    label_column: str = option("the column (or JSON key) holding the labels", "label")
+    balance: bool = option(
+        "undersample every label to the rarest one's count (the book's balanced SMS set)", False
+    )
+    val_ratio: float = option("fraction of each label held out for validation", 0.1)
+    test_ratio: float = option("fraction of each label held out for the final test", 0.2)
+    max_length: int | None = option(
+        "longest text in tokens; longer ones are cut and counted (default: the model's "
+        "context length)",
+        None,
+    )
+    padding: str = option(
+        "longest: pad each batch to its longest text; max: pad every text to the longest "
+        "training text (the book's way, slower)",
+        "longest",
+    )
+    tokenizer: str | None = option(
+        "a GPT backbone's tokenizer when it is trained from scratch (default gpt2); a "
+        "pretrained GPT brings its own",
+        None,
+    )
+    min_freq: int = option(
+        "encoder: words seen fewer times in the training texts become <|unk|>", 2
+    )
     cache_dir: str | None = option(
         "where the SMS corpus is downloaded (default: $SCRATCHGPT_CACHE or XDG cache)", None
     )
 
     def __post_init__(self) -> None:
         check_field_types(self, section="data")
-        if not 0.0 < self.test_ratio < 1.0:
+        for name in ("val_ratio", "test_ratio"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"data.{name}={getattr(self, name)}: must be in [0, 1)")
+        if not self.test_ratio > 0:
+            raise ConfigError("data.test_ratio=0: a classifier needs held-out texts to test on")
+        if self.val_ratio + self.test_ratio >= 1.0:
             raise ConfigError(
-                f"data.test_ratio={self.test_ratio}: must be strictly between 0 and 1"
+                f"data.val_ratio + data.test_ratio = {self.val_ratio + self.test_ratio:g}: "
+                "must leave texts to train on (below 1)"
             )
+        if self.padding not in PADDINGS:
+            raise ConfigError(one_of("data.padding", self.padding, PADDINGS))
+        if self.max_length is not None and self.max_length < 1:
+            raise ConfigError(f"data.max_length={self.max_length}: must be >= 1")
         if self.min_freq < 1:
             raise ConfigError(f"data.min_freq={self.min_freq}: must be >= 1")
 
 
 @dataclass(frozen=True)
 class ClassifierRunConfig:
-    """A classifier run: ``model`` holds the :class:`EncoderConfig` fields given (in the new
-    names); the rest come from EncoderConfig's defaults and the data."""
+    """A classifier run. ``model`` holds the backbone's fields given (EncoderConfig's, or
+    GPTConfig's for a GPT trained from scratch, or only a context crop for a pretrained
+    one); the rest come from the defaults, the data and the pretrained weights."""
 
     model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     data: ClassifierDataConfig = dataclasses.field(default_factory=ClassifierDataConfig)
     training: TrainConfig = dataclasses.field(
         default_factory=lambda: from_data(TrainConfig, CLASSIFIER_TRAINING, section="training")
     )
+    lora: LoRAConfig = dataclasses.field(default_factory=LoRAConfig)
+    backbone: str = "encoder"
+    init_from: str | None = None  # pretrained GPT weights (a GPT-2 name, a directory, a run)
 
     @classmethod
     def from_dict(cls, d: Any) -> ClassifierRunConfig:
-        """From nested plain data (YAML); the training section over the classifier defaults."""
+        """From nested plain data (YAML); the training section over the backbone's defaults.
+
+        ``model.backbone`` defaults to gpt when ``model.init_from`` or ``model.preset`` is
+        given, else to encoder.
+        """
         d = check_sections(d, CLASSIFIER_SECTIONS, what="a classifier run config")
-        model = {OLD_KEYS.get(k, k): v for k, v in (d.get("model") or {}).items()}
-        # Validate the fields now (names, types, ranges); vocab_size is the data's, later.
-        shape = EncoderConfig.from_dict({"vocab_size": 1, **model})
-        training = {**CLASSIFIER_TRAINING, **(d.get("training") or {})}
+        given = dict(d.get("model") or {})
+        init_from = given.pop("init_from", None)
+        preset = given.pop("preset", None)
+        backbone = given.pop("backbone", None) or (
+            "gpt" if init_from is not None or preset is not None else "encoder"
+        )
+        if backbone not in BACKBONES:
+            raise ConfigError(one_of("model.backbone", backbone, BACKBONES))
+        lora = d.get("lora") or {}
+        defaults = GPT_CLASSIFIER_TRAINING if backbone == "gpt" else CLASSIFIER_TRAINING
+        training = resolve_trainable({**defaults, **(d.get("training") or {})}, lora)
+        if backbone == "gpt":
+            model = _gpt_fields(given, init_from=init_from, preset=preset)
+        else:
+            if init_from is not None or preset is not None:
+                raise ConfigError(
+                    "model.init_from and model.preset are for the GPT backbone: set "
+                    "model.backbone=gpt (the encoder trains from scratch)"
+                )
+            if training.get("trainable", "all") != "all":
+                raise ConfigError(
+                    f"training.trainable={training['trainable']}: the encoder trains from "
+                    "scratch, so all of it trains; fine-tuning choices are for --backbone gpt"
+                )
+            model = {OLD_KEYS.get(k, k): v for k, v in given.items()}
+            # Validate the fields now (names, types, ranges); vocab_size is the data's, later.
+            shape = EncoderConfig.from_dict({"vocab_size": 1, **model})
+            model = {k: getattr(shape, k) for k in model}
         return cls(
-            model={k: getattr(shape, k) for k in model},
+            model=model,
             data=from_data(ClassifierDataConfig, d.get("data") or {}, section="data"),
             training=from_data(TrainConfig, training, section="training"),
+            lora=from_data(LoRAConfig, lora, section="lora"),
+            backbone=backbone,
+            init_from=None if init_from is None else str(init_from),
         )
 
     def to_dict(self) -> dict[str, Any]:
+        model: dict[str, Any] = {"backbone": self.backbone}
+        if self.init_from is not None:
+            model["init_from"] = self.init_from
         return {
-            "model": dict(self.model),
+            "model": {**model, **self.model},
             "data": dataclasses.asdict(self.data),
             "training": dataclasses.asdict(self.training),
+            "lora": dataclasses.asdict(self.lora),
         }
 
     def to_yaml(self) -> str:
@@ -106,7 +215,36 @@ class ClassifierRunConfig:
 
     def replace(self, overrides: Mapping[str, Any]) -> ClassifierRunConfig:
         """A copy with ``{"training.lr": 1e-3, "model.n_layers": 1, ...}`` applied."""
-        return ClassifierRunConfig.from_dict(apply_overrides(self.to_dict(), dict(overrides)))
+        changes = switch_on_lora(overrides)
+        return ClassifierRunConfig.from_dict(apply_overrides(self.to_dict(), changes))
+
+
+def _gpt_fields(
+    given: dict[str, Any], *, init_from: Any, preset: str | None
+) -> dict[str, Any]:
+    """The GPT backbone's model fields, checked: a pretrained model's shape is its own (only
+    the context may be cropped); one from scratch is a preset (default gpt2-124M, the book's
+    shape) with fields overridden, its vocab_size and num_classes left to the data."""
+    problem = check_keys(GPTConfig, given, section="model", extra=("num_classes",))
+    if problem:
+        raise ConfigError(problem)
+    given.pop("num_classes", None)  # always the data's
+    if init_from is not None:
+        clash = sorted(set(given) - {"context_length"}) + (["preset"] if preset else [])
+        if clash:
+            raise ConfigError(
+                f"model.init_from fixes the model's shape: drop model.{', model.'.join(clash)} "
+                "(model.context_length may crop the context)"
+            )
+        return given
+    try:
+        fields = {**preset_fields(preset or "gpt2-124M"), **given}
+    except ConfigError as exc:
+        raise ConfigError(f"model.preset: {exc}") from None
+    fields.pop("vocab_size", None)  # the tokenizer's
+    # Every field written out, so the saved config rebuilds this shape with no preset.
+    full = GPTConfig.from_dict({"vocab_size": 1, **fields}).to_dict()
+    return {k: v for k, v in full.items() if k != "vocab_size"}
 
 
 def load_classifier_config(

@@ -1,12 +1,14 @@
 """Run configs: what to train on, how, and with which tokenizer, read from YAML or JSON.
 
 A run config is four sections, seed 002's layout, each a frozen dataclass validated on
-construction:
+construction, and a fifth for fine-tuning:
 
     model:      a preset and/or GPTConfig fields (or init_from: pretrained weights)
     data:       where the text comes from and how it is cut into windows
     tokenizer:  which tokenizer, and its size when it is trained on the data
-    training:   the optimisation: steps, batch, schedule, precision, checkpoints
+    training:   the optimisation: steps, batch, schedule, precision, checkpoints, and what
+                trains (training.trainable: all, last-N blocks, or LoRA adapters)
+    lora:       the adapters' rank, alpha, dropout and targets (see :mod:`.finetune`)
 
 YAML or JSON on disk, plain dicts in Python, ``--section.field value`` on the command line;
 the effective config (every field explicit) is saved in the run directory, so a run can be
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, did_you_mean
+from .finetune import LoRAConfig, resolve_trainable, switch_on_lora
 from .model import GPTConfig, preset, preset_fields
 from .sections import DataConfig, TokenizerConfig, TrainConfig
 from .validate import (
@@ -32,7 +35,7 @@ from .validate import (
     read_config_file,
 )
 
-SECTIONS: tuple[str, ...] = ("model", "data", "tokenizer", "training")
+SECTIONS: tuple[str, ...] = ("model", "data", "tokenizer", "training", "lora")
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class RunConfig:
     data: DataConfig = option("what to train on", default_factory=DataConfig)
     tokenizer: TokenizerConfig = option("which tokenizer", default_factory=TokenizerConfig)
     training: TrainConfig = option("how to train", default_factory=TrainConfig)
+    lora: LoRAConfig = option("LoRA adapters (training.trainable=lora)", default_factory=LoRAConfig)
     init_from: str | None = option(
         "pretrained weights the run starts from", None, path="model.init_from"
     )
@@ -101,6 +105,7 @@ class RunConfig:
         if problem:
             raise ConfigError(problem)
         plain: dict[str, Any] = {name: d.get(name) or {} for name in SECTIONS[1:]}
+        plain["training"] = resolve_trainable(plain["training"], plain["lora"])
         if source.init_from is not None and source.preset is None and "preset" in given:
             # a saved effective config: the pretrained shape, written out
             plain.update(model=model, init_from=source.init_from)
@@ -141,6 +146,7 @@ class RunConfig:
             "data": dataclasses.asdict(self.data),
             "tokenizer": dataclasses.asdict(self.tokenizer),
             "training": dataclasses.asdict(self.training),
+            "lora": dataclasses.asdict(self.lora),
         }
 
     def to_yaml(self) -> str:
@@ -150,7 +156,7 @@ class RunConfig:
 
     def replace(self, overrides: dict[str, Any]) -> RunConfig:
         """A copy with ``{"training.lr": 3e-4, ...}`` applied (values may be strings)."""
-        return RunConfig.from_dict(apply_overrides(self.to_dict(), overrides))
+        return RunConfig.from_dict(apply_overrides(self.to_dict(), switch_on_lora(overrides)))
 
 
 def apply_overrides(d: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

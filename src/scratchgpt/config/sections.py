@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from ..errors import ConfigError
+from .finetune import parse_trainable
 from .validate import check_field_types, one_of, option
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -92,6 +93,11 @@ class TrainConfig:
     )
     fsdp: bool = option("shard parameters over the processes (FSDP2) instead of DDP", False)
     tensorboard: bool = option("also write TensorBoard logs (the tensorboard extra)", False)
+    trainable: str = option(
+        "what trains (the rest is frozen): all, head, last-block, last-N (e.g. last-2: the "
+        "last N blocks, the final norm and the head) or lora (adapters; see the lora section)",
+        "all",
+    )
     seed: int = option("random seed (init, batches, dropout, samples)", 1337)
     device: str = option("auto, cpu, cuda, cuda:N or mps", "auto")
 
@@ -135,6 +141,7 @@ class TrainConfig:
                 raise ConfigError(f"training.{name}={getattr(self, name)}: must be >= 0")
         if self.warmup_steps is not None and self.warmup_steps < 0:
             raise ConfigError(f"training.warmup_steps={self.warmup_steps}: must be >= 0")
+        parse_trainable(self.trainable)
         if not self.lr > 0:
             raise ConfigError(f"training.lr={self.lr}: must be > 0")
         if not 0 <= self.min_lr <= self.lr:

@@ -299,3 +299,30 @@ def crop_context(model: GPTModel, context_length: int) -> GPTModel:
         # Computed (sinusoidal) positions have no table to cut: only the limit changes.
         model.cfg = dataclasses.replace(model.cfg, context_length=context_length)
     return model
+
+
+def add_class_head(model: GPTModel, num_classes: int) -> GPTModel:
+    """Replace ``model``'s V-row output head by one of ``num_classes`` rows, in place.
+
+    The book's ch. 6 classifier: the body that learned language stays, and the head that
+    scored 50,257 next tokens becomes a fresh Linear scoring K classes (with a bias, and
+    untied from the token embedding, which keeps its own weights). ``forward`` then returns
+    (B, T, K); :func:`last_token_logits` reads the row of each text's last token.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ConfigError(f"num_classes={num_classes!r}: a classifier needs >= 2 classes")
+    device, dtype = model.tok_emb.weight.device, model.tok_emb.weight.dtype
+    model.out_head = nn.Linear(model.cfg.emb_dim, num_classes, device=device, dtype=dtype)
+    return model
+
+
+def last_token_logits(model: nn.Module, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Class logits (B, K) of right-padded texts ids (B, T) with ``lengths`` (B,) real tokens.
+
+    Why the last real token: attention is causal, so only the last token has seen the whole
+    text; and padding sits to its right, where it can never change what that token sees. A
+    text's logits are therefore the same alone or padded in any batch.
+    """
+    logits = model(ids)  # (B, T, K)
+    rows = torch.arange(ids.size(0), device=ids.device)
+    return logits[rows, lengths - 1]  # (B, T, K) -> (B, K)
