@@ -132,6 +132,16 @@ def is_adapter(path: str | Path) -> bool:
     return _adapter_info(path) is not None or bool(run_checkpoints(path, format=ADAPTER_FORMAT))
 
 
+def adapter_task(path: str | Path) -> str | None:
+    """"lm" or "classifier" for an adapter (or a LoRA run), None for anything else."""
+    path = Path(path)
+    info = _adapter_info(path)
+    if info is None:
+        steps = run_checkpoints(path, format=ADAPTER_FORMAT)
+        info = _adapter_info(steps[-1][1]) if steps else None
+    return None if info is None else str(info.get("task"))
+
+
 def resolve_adapter(path: str | Path) -> Path:
     """The adapter directory for ``path``: itself, or a LoRA run's latest checkpoint."""
     path = Path(path)
