@@ -1,5 +1,7 @@
-"""Labelled texts for classification: LABEL<TAB>TEXT files, the SMS Spam Collection, a toy
-sentiment set, stratified splits, a word vocabulary, and batches of similar-length texts.
+"""Labelled texts for classification: the SMS Spam Collection, a toy sentiment set, class
+balancing, stratified splits, label checks, a word vocabulary, and batches of similar-length
+texts. The file readers (LABEL<TAB>TEXT, CSV/TSV, JSON) live in :mod:`.tables` and are
+re-exported here.
 
 The SMS Spam Collection (Almeida, Gómez Hidalgo & Yamakami 2011, "Contributions to the Study
 of SMS Spam Filtering", DocEng'11) is 5,574 text messages labelled ``ham`` or ``spam``, the
@@ -26,7 +28,6 @@ import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -36,6 +37,11 @@ from ..errors import ConfigError, DataError
 from ..tokenizers import SimpleTokenizerV2
 from ..tokenizers.gpt2_files import ENDOFTEXT
 from ..tokenizers.simple import UNK, split_words
+from .tables import (
+    LabelledText as LabelledText,
+    parse_labelled_lines as parse_labelled_lines,
+    read_labelled_file as read_labelled_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,50 +49,6 @@ SMS_SPAM_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collectio
 SMS_SPAM_MEMBER = "SMSSpamCollection"  # the data file inside UCI's zip
 # sha256 of SMSSpamCollection v.1 (5,574 messages, 477,907 bytes), the file inside that zip.
 SMS_SPAM_SHA256 = "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"
-
-
-class LabelledText(NamedTuple):
-    """One example: a text and its label."""
-
-    text: str
-    label: str
-
-
-def parse_labelled_lines(text: str, *, source: str = "<text>") -> list[LabelledText]:
-    """``LABEL<TAB>TEXT`` lines -> examples; blank lines are skipped, quotes are plain text.
-
-    Split by hand rather than with a CSV reader: a message starting with a double quote would
-    make a CSV reader join lines (pandas' default reads 5,572 of the 5,574 SMS messages).
-    """
-    examples = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        label, tab, body = line.partition("\t")
-        if not tab or not label.strip():
-            raise DataError(f"{source}, line {lineno}: expected LABEL<TAB>TEXT, got {line[:60]!r}")
-        examples.append(LabelledText(body, label.strip()))
-    if not examples:
-        raise DataError(f"{source}: no LABEL<TAB>TEXT lines found")
-    return examples
-
-
-def read_labelled_file(path: str | Path) -> list[LabelledText]:
-    """Read a ``LABEL<TAB>TEXT`` file (the SMS Spam Collection's format)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(
-            f"labelled data {str(path)!r} "
-            f"{'is a directory' if path.is_dir() else 'does not exist'}: pass a file of "
-            "LABEL<TAB>TEXT lines"
-        )
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        log.warning("%s is not UTF-8; reading it as Latin-1", path)
-        text = raw.decode("latin-1")  # every byte is a character: nothing is lost
-    return parse_labelled_lines(text, source=str(path))
 
 
 def download_sms_spam(
@@ -167,30 +129,131 @@ def toy_sentiment_examples(n: int = 400, *, seed: int = 0) -> list[LabelledText]
     return out
 
 
-def split_examples(
-    examples: Sequence[LabelledText], *, test_ratio: float = 0.2, seed: int = 0
-) -> tuple[list[LabelledText], list[LabelledText]]:
-    """A stratified random split: ``test_ratio`` of each label's examples are held out.
+def balance_classes(examples: Sequence[LabelledText], *, seed: int) -> list[LabelledText]:
+    """Every label undersampled to the count of the rarest, in an order shuffled from ``seed``.
 
-    Stratified, so a rare class (747 spam in 5,574) has the same share on both sides and
-    the held-out accuracy is not at the mercy of one lucky shuffle.
+    The book's balanced SMS set (747 ham drawn from 4,827, beside the 747 spam): a classifier
+    trained on 87% ham learns that "ham" is a safe guess, and the accuracy of a balanced test
+    set reads plainly (50% is chance). Undersampling throws data away; keep it for the demo and
+    small runs. Which examples are kept is a pure function of ``seed`` and the input order.
     """
-    if not 0.0 < test_ratio < 1.0:
-        raise ConfigError(f"test_ratio={test_ratio}: must be strictly between 0 and 1")
     rng = random.Random(seed)
-    by_label: dict[str, list[LabelledText]] = {}
-    for ex in examples:
-        by_label.setdefault(ex.label, []).append(ex)
-    train, test = [], []
+    by_label = _by_label(examples)
+    if not by_label:
+        return []
+    smallest = min(len(items) for items in by_label.values())
+    kept = [ex for label in sorted(by_label) for ex in rng.sample(by_label[label], smallest)]
+    rng.shuffle(kept)
+    return kept
+
+
+def split_three(
+    examples: Sequence[LabelledText], *, val_ratio: float, test_ratio: float, seed: int
+) -> tuple[list[LabelledText], list[LabelledText], list[LabelledText]]:
+    """A stratified random train/validation/test split, each list in a shuffled order.
+
+    Per label, ``round(n * test_ratio)`` examples are held out for testing and
+    ``round(n * val_ratio)`` for validation, the rest train: stratified, so a rare class (747
+    spam in 5,574) has the same share in every split and a held-out accuracy is not at the mercy
+    of one lucky shuffle. A split asked for (ratio > 0) gets at least one example of each label
+    while training keeps one (so every split has every label once a label has 3 examples); test
+    comes before validation when there are too few. ``val_ratio=0`` leaves validation empty.
+    A pure function of ``seed`` and the input order.
+    """
+    for name, ratio in (("val_ratio", val_ratio), ("test_ratio", test_ratio)):
+        if not 0.0 <= ratio < 1.0:
+            raise ConfigError(f"{name}={ratio}: must be at least 0 and below 1")
+    if val_ratio + test_ratio >= 1.0:
+        raise ConfigError(
+            f"val_ratio={val_ratio} + test_ratio={test_ratio} leave nothing to train on: "
+            "their sum must be below 1"
+        )
+    rng = random.Random(seed)
+    by_label = _by_label(examples)
+    train, val, test = [], [], []
     for label in sorted(by_label):
         items = by_label[label][:]
         rng.shuffle(items)
-        n_test = max(1, round(len(items) * test_ratio)) if len(items) > 1 else 0
+        n_test, n_val = _held_out(len(items), val_ratio=val_ratio, test_ratio=test_ratio)
         test += items[:n_test]
-        train += items[n_test:]
-    rng.shuffle(train)
-    rng.shuffle(test)
+        val += items[n_test : n_test + n_val]
+        train += items[n_test + n_val :]
+    for part in (train, val, test):
+        rng.shuffle(part)
+    return train, val, test
+
+
+def _held_out(n: int, *, val_ratio: float, test_ratio: float) -> tuple[int, int]:
+    """(test, validation) counts of a label with ``n`` examples; see :func:`split_three`."""
+    n_test = max(round(n * test_ratio), 1 if test_ratio > 0 else 0)
+    n_val = max(round(n * val_ratio), 1 if val_ratio > 0 else 0)
+    while n_test + n_val > n - 1 and n_test + n_val > 0:  # training keeps one
+        if n_val >= n_test and n_val > 0:
+            n_val -= 1  # validation gives way first on a tie: testing needs the example more
+        else:
+            n_test -= 1
+    return n_test, n_val
+
+
+def split_examples(
+    examples: Sequence[LabelledText], *, test_ratio: float = 0.2, seed: int = 0
+) -> tuple[list[LabelledText], list[LabelledText]]:
+    """A stratified random train/test split: :func:`split_three` without validation."""
+    if not 0.0 < test_ratio < 1.0:
+        raise ConfigError(f"test_ratio={test_ratio}: must be strictly between 0 and 1")
+    train, _, test = split_three(examples, val_ratio=0.0, test_ratio=test_ratio, seed=seed)
     return train, test
+
+
+def check_labels(examples: Sequence[LabelledText], *, source: str) -> list[str]:
+    """The examples' labels, sorted (class ``i`` is ``labels[i]``); at least two are needed."""
+    labels = sorted({ex.label for ex in examples})
+    if len(labels) < 2:
+        has = f"only {labels[0]!r}" if labels else "no examples"
+        raise DataError(f"a classifier needs at least two labels; {source} has {has}")
+    return labels
+
+
+def map_labels(
+    examples: Sequence[LabelledText], labels: Sequence[str], *, source: str
+) -> list[int]:
+    """Each example's class number: its label's index in ``labels`` (the training labels).
+
+    A label that is not a training label but a class number (``"1"``, as a file of ``0``/``1``
+    labels has it) stands for that class, so such a file can be scored against a model
+    trained on named labels. Anything else is an error naming the first such example.
+    """
+    index = {label: i for i, label in enumerate(labels)}
+    out = []
+    for n, ex in enumerate(examples, start=1):
+        i = index.get(ex.label)
+        if i is None and ex.label.isascii() and ex.label.isdecimal():
+            i = int(ex.label) if int(ex.label) < len(labels) else None
+        if i is None:
+            raise DataError(
+                f"{source}: label {ex.label!r} (example {n}) is not one of the training labels "
+                f"{list(labels)} nor a class number 0..{len(labels) - 1}"
+            )
+        out.append(i)
+    return out
+
+
+def truncate_rows(rows: list[list[int]], max_length: int) -> tuple[list[list[int]], int]:
+    """Token rows cut to ``max_length`` (new lists), and how many were cut.
+
+    A classifier sees at most its context length of tokens; the count is returned rather than
+    logged so the caller can say how much of its data was shortened, where it can name the data.
+    """
+    if max_length < 1:
+        raise ConfigError(f"max_length={max_length}: must be >= 1")
+    return [row[:max_length] for row in rows], sum(len(row) > max_length for row in rows)
+
+
+def _by_label(examples: Sequence[LabelledText]) -> dict[str, list[LabelledText]]:
+    by_label: dict[str, list[LabelledText]] = {}
+    for ex in examples:
+        by_label.setdefault(ex.label, []).append(ex)
+    return by_label
 
 
 def build_vocabulary(texts: Sequence[str], *, min_freq: int = 1) -> SimpleTokenizerV2:
