@@ -25,6 +25,7 @@ from scratchgpt.data.labelled import (
     parse_labelled_lines,
     read_labelled_file,
     split_examples,
+    split_three,
     toy_sentiment_examples,
 )
 from scratchgpt.download import cache_directory as default_cache_dir
@@ -130,8 +131,8 @@ def test_vocabulary_keeps_frequent_words_and_maps_the_rest_to_unk():
     assert tok.encode("free prize") == [1, tok.unk_id]
 
 
-TOY = {"training": {"epochs": 6, "batch_size": 16, "eval_interval": 20},
-       "data": {"min_freq": 1, "test_ratio": 0.25}}  # fmt: skip
+TOY = {"training": {"epochs": 8, "batch_size": 16, "eval_interval": 20},
+       "data": {"min_freq": 1, "test_ratio": 0.25, "val_ratio": 0.1}}  # fmt: skip
 
 
 def rows(run_dir):
@@ -143,7 +144,8 @@ def test_train_save_load_predict_on_toy_data(tmp_path):
     result = train_classifier(
         examples, config=TOY, model_config={"emb_dim": 32, "n_layers": 1}, out_dir=tmp_path / "r"
     )
-    assert result.test_accuracy >= 0.95 and result.n_test == 75 and result.path == tmp_path / "r"
+    assert result.test_accuracy >= 0.95 and result.path == tmp_path / "r"
+    assert (result.n_train, result.n_val, result.n_test) == (195, 30, 75)  # 65 / 10 / 25 %
     # A run like every run: config.yaml, metrics rows, resumable checkpoints, a log.
     assert sorted(p.name for p in result.path.iterdir()) == [
         "checkpoints",
@@ -152,12 +154,21 @@ def test_train_save_load_predict_on_toy_data(tmp_path):
         "train.log",
     ]
     logged = rows(result.path)
-    steps = result.run.max_steps  # 6 epochs of 225 / 16 -> 15 batches
-    assert steps == 6 * 15 and result.run.steps == steps
-    assert [r["step"] for r in logged if "val_acc" in r] == [0, 20, 40, 60, 80, 90]
-    assert all({"train_loss", "examples", "examples_per_sec", "lr"} <= set(r) for r in logged[1:])
-    assert logged[-1]["val_acc"] == result.test_accuracy and logged[-1]["examples"] == 6 * 225
-    assert result.history == logged
+    steps = result.run.max_steps  # 8 epochs of 195 / 16 -> 13 batches
+    assert steps == 8 * 13 and result.run.steps == steps
+    evaluations = [r for r in logged if "val_acc" in r and not r.get("final")]
+    assert [r["step"] for r in evaluations] == [0, 20, 40, 60, 80, 100, 104]
+    assert all({"train_acc", "eval_train_loss", "val_loss"} <= set(r) for r in evaluations)
+    assert all({"train_loss", "examples", "examples_per_sec", "lr"} <= set(r) for r in logged[1:-1])
+    final = logged[-1]  # the last row: every split's accuracy, the test split's only here
+    assert final["final"] and final["step"] == steps
+    assert (final["train_acc"], final["val_acc"], final["test_acc"]) == (
+        result.train_accuracy,
+        result.val_accuracy,
+        result.test_accuracy,
+    )
+    assert evaluations[-1]["val_acc"] == result.val_accuracy
+    assert logged[-2]["examples"] == 8 * 195 and result.history == logged[:-1]
     assert [s for s, _ in run_checkpoints(result.path, format=None)][-1] == steps
     assert read_state(result.run.checkpoint)["step"] == steps
     # The classifier loads from the run, from a checkpoint, and predicts the same.
@@ -168,9 +179,8 @@ def test_train_save_load_predict_on_toy_data(tmp_path):
         TextClassifier.load(result.run.checkpoint).predict_proba(texts), loaded.predict_proba(texts)
     )
     assert loaded.predict(texts[:2]) == ["positive", "negative"]
-    assert loaded.accuracy(split_examples(examples, test_ratio=0.25, seed=0)[1]) == pytest.approx(
-        result.test_accuracy
-    )
+    test = split_three(examples, val_ratio=0.1, test_ratio=0.25, seed=0)[2]
+    assert loaded.accuracy(test) == pytest.approx(result.test_accuracy)
     # Batched == one by one: padding changes nothing.
     one_by_one = torch.cat([loaded.predict_proba([t]) for t in texts])
     torch.testing.assert_close(loaded.predict_proba(texts), one_by_one)
@@ -197,13 +207,13 @@ def test_classifier_resume_is_exact_and_keeps_the_last_checkpoints(tmp_path):
         half.summary()
     )
     resumed = train_classifier(examples, resume=tmp_path / "half")
-    assert (resumed.run.start_step, resumed.run.steps) == (13, 30)
-    losses = [{r["step"]: r["train_loss"] for r in rows(d) if r["step"] > 0}
+    assert (resumed.run.start_step, resumed.run.steps) == (13, 26)
+    losses = [{r["step"]: r["train_loss"] for r in rows(d) if r["step"] and "train_loss" in r}
               for d in (straight.path, resumed.path)]  # fmt: skip
-    assert sorted(losses[0]) == list(range(1, 31)) and losses[0] == losses[1]  # bit for bit
+    assert sorted(losses[0]) == list(range(1, 27)) and losses[0] == losses[1]  # bit for bit
     assert resumed.test_accuracy == straight.test_accuracy
     kept = [s for s, _ in run_checkpoints(resumed.path, format=None)]
-    assert kept[-2:] == [25, 30] and len(kept) <= 3  # the last 2, and the best
+    assert kept[-2:] == [25, 26] and len(kept) <= 3  # the last 2, and the best
     # a run of other data refuses to resume
     with pytest.raises(CheckpointError, match="trained on other data"):
         train_classifier(toy_sentiment_examples(300, seed=2), resume=tmp_path / "half")
@@ -325,12 +335,12 @@ def spam_classifier(tmp_path_factory, shared_data):
 @pytest.mark.slow
 def test_classify_train_reaches_95_percent_on_held_out_spam(spam_classifier):
     out, printed, data = spam_classifier
-    accuracy = float(re.search(r"held-out accuracy: ([\d.]+)%", printed).group(1)) / 100
+    accuracy = float(re.search(r"test accuracy: ([\d.]+)%", printed).group(1)) / 100
     majority = float(re.search(r"most common label: ([\d.]+)%", printed).group(1)) / 100
     assert majority == pytest.approx(965 / 1114, abs=1e-4)  # always "ham" on the held-out fifth
     assert accuracy >= 0.95
     # The saved classifier, reloaded, scores the same on the same held-out split.
-    _, test = split_examples(read_labelled_file(data), test_ratio=0.2, seed=0)
+    test = split_three(read_labelled_file(data), val_ratio=0.1, test_ratio=0.2, seed=0)[2]
     assert TextClassifier.load(out).accuracy(test) == pytest.approx(accuracy, abs=1e-4)
 
 
@@ -361,10 +371,10 @@ def test_classify_train_resume_through_the_command_line(tmp_path, capsys):
             "--batch-size", "16"]  # fmt: skip
     assert main([*args, "--epochs", "1", "--warmup-steps", "2", "--eval-interval", "5"]) == 0
     first = capsys.readouterr().out
-    assert "held-out accuracy:" in first and f"run: {run}" in first
-    assert [s for s, _ in run_checkpoints(run, format=None)][-1] == 10  # 160 texts / 16
+    assert "test accuracy:" in first and f"run: {run}" in first
+    assert [s for s, _ in run_checkpoints(run, format=None)][-1] == 9  # 140 texts / 16
     assert main(["classify", "train", "--resume", str(run), "--epochs", "2"]) == 0
-    assert [s for s, _ in run_checkpoints(run, format=None)][-1] == 20
+    assert [s for s, _ in run_checkpoints(run, format=None)][-1] == 18
     saved = (run / "config.yaml").read_text()
     assert "epochs: 2.0" in saved and f"source: {data}" in saved and "min_freq: 1" in saved
     assert main(["classify", "predict", "--checkpoint", str(run), "a superb film"]) == 0

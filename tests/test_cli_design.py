@@ -46,7 +46,7 @@ def test_help_imports_no_torch():
 def test_each_setting_once_in_help(prog):
     parser = dict(_parsers(build_parser()))[prog]
     text = parser.format_help()
-    flags = re.findall(r"^\s{2}(--[a-z0-9-]+)", text, flags=re.M)
+    flags = re.findall(r"^\s{2}(--[a-z0-9.-]+)", text, flags=re.M)
     assert len(flags) == len(set(flags)), f"{prog}: a flag listed twice"
     seen = {}
     for action in parser._actions:

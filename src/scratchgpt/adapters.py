@@ -17,8 +17,8 @@ state, and resume finds it like any checkpoint. ``base.sha256`` is a checksum of
 weights (:func:`~scratchgpt.lora.weights_sha256`): an adapter put on other weights than it
 was trained on would load without complaint and answer nonsense, so loading checks it.
 
-:func:`merge_adapter` writes the plain model (base + scale * B @ A in every targeted weight):
-a checkpoint or classifier any scratchgpt command, or ``export --format hf``, takes as is.
+:func:`scratchgpt.merge.merge_adapter` writes the plain model (base + scale * B @ A in every
+targeted weight): a checkpoint or classifier any scratchgpt command, or ``export --format hf``, takes as is.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def is_adapter(path: str | Path) -> bool:
 
 
 def adapter_task(path: str | Path) -> str | None:
-    """"lm" or "classifier" for an adapter (or a LoRA run), None for anything else."""
+    """ "lm" or "classifier" for an adapter (or a LoRA run), None for anything else."""
     path = Path(path)
     info = _adapter_info(path)
     if info is None:
@@ -182,7 +182,9 @@ def load_base(
     from .pretrained import load_pretrained
 
     base = info["base"]
-    options = {} if base.get("context_length") is None else {"context_length": base["context_length"]}
+    options = (
+        {} if base.get("context_length") is None else {"context_length": base["context_length"]}
+    )
     model, tokenizer = load_pretrained(base["init_from"], device=device, **options)
     found = weights_sha256(model.state_dict())
     if found != base["sha256"]:
@@ -209,7 +211,9 @@ def attach_adapter(
         targets=",".join(settings["targets"]),
     )
     expected = set(adapter_state(model)) | {
-        k for k in model.state_dict() if info.get("labels") is not None and k.startswith(HEAD_PREFIX)
+        k
+        for k in model.state_dict()
+        if info.get("labels") is not None and k.startswith(HEAD_PREFIX)
     }
     if set(weights) != expected:
         missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
@@ -242,19 +246,3 @@ def load_adapter_model(
     except TokenizerError as exc:
         raise CheckpointError(f"{info['directory']}: {exc}") from exc
     return model.eval(), tokenizer, info
-
-
-def merge_adapter(path: str | Path, out: str | Path) -> Path:
-    """Write base + adapter as one plain model to ``out``: a GPT checkpoint for a language
-    model's adapter, a classifier directory for a classifier's. Returns ``out``."""
-    from .checkpoint import save_checkpoint
-    from .classifier import save_classifier
-
-    model, tokenizer, info = load_adapter_model(path, merge=True)
-    metadata = {**info.get("metadata", {}), "merged_from": info["directory"], "base": info["base"]}
-    metadata.pop("run", None)  # the run's config belongs to the run, not to this model
-    if info.get("labels") is not None:
-        return save_classifier(
-            Path(out), model, tokenizer, info["labels"], metadata=metadata, backbone="gpt"
-        )
-    return save_checkpoint(out, model, tokenizer, metadata=metadata)

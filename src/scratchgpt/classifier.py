@@ -47,6 +47,7 @@ from .data.labelled import (
     build_vocabulary,
     download_sms_spam,
     load_sms_spam,
+    map_labels,
     pad_rows,
     parse_labelled_lines,
     read_labelled_file,
@@ -120,8 +121,10 @@ class TextClassifier:
         end-of-text token."""
         rows = [token_row(self.tokenizer, t, self.max_length) for t in texts]
         ids, mask = pad_rows(rows, self.pad_id)
-        device = self.model.out_head.weight.device if self.backbone == "gpt" else (
-            self.model.head.weight.device
+        device = (
+            self.model.out_head.weight.device
+            if self.backbone == "gpt"
+            else (self.model.head.weight.device)
         )
         return ids.to(device), mask.to(device)
 
@@ -144,8 +147,11 @@ class TextClassifier:
         """The fraction of ``examples`` whose label is predicted correctly."""
         if not examples:
             raise DataError("accuracy of no examples is undefined")
-        predicted = self.predict([ex.text for ex in examples])
-        return sum(p == ex.label for p, ex in zip(predicted, examples, strict=True)) / len(examples)
+        # A label must be one of this classifier's, or its class number: anything else is
+        # a file meant for another classifier, which would score as silently wrong.
+        targets = map_labels(examples, self.labels, source="the labelled texts")
+        predicted = self.predict_proba([ex.text for ex in examples]).argmax(dim=-1).tolist()
+        return sum(p == t for p, t in zip(predicted, targets, strict=True)) / len(examples)
 
     def save(self, directory: str | Path, *, metadata: Mapping[str, Any] | None = None) -> Path:
         """Write the classifier into ``directory`` (atomically: it appears complete or not at

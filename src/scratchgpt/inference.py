@@ -54,7 +54,7 @@ def load_model(
     replaces the saved one (its ids must fit the model's vocabulary). The tokenizer is None
     only for a Hugging Face directory with no tokenizer files and a non-GPT-2 vocabulary.
     """
-    from .checkpoint import latest_run, load_checkpoint
+    from .checkpoint import latest_run
     from .model import crop_context
     from .pretrained import load_pretrained
 
@@ -73,7 +73,7 @@ def load_model(
         source: str | Path = init_from
     else:
         source = checkpoint if checkpoint is not None else latest_run()
-        model, tok = load_checkpoint(source, device=target, dtype=weights)
+        model, tok = _load_saved(source, device=target, dtype=weights)
         if tokenizer is not None:
             tok = get_tokenizer(tokenizer)
             if tok.vocab_size > model.cfg.vocab_size:
@@ -89,3 +89,22 @@ def load_model(
 
         quantize_model(model, quantize)
     return model, tok
+
+
+def _load_saved(
+    source: str | Path, *, device: torch.device, dtype: torch.dtype | None
+) -> tuple[GPTModel, Tokenizer]:
+    """A checkpoint or run, or a LoRA adapter (or run) put on its base and merged."""
+    from .adapters import adapter_task, load_adapter_model
+    from .checkpoint import load_checkpoint
+
+    task = adapter_task(source)
+    if task is None:
+        return load_checkpoint(source, device=device, dtype=dtype)
+    if task == "classifier":
+        raise ConfigError(
+            f"{source} is a classifier's LoRA adapter: use scratchgpt classify predict "
+            f"--checkpoint {source}"
+        )
+    model, tok, _ = load_adapter_model(source, merge=True, device=device)
+    return (model if dtype is None else model.to(dtype)), tok

@@ -25,13 +25,37 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import ScratchGPTError
-from . import classify, configs, evaluate, generate, info, models, prepare, tokenizer, train, viz
+from . import (
+    classify,
+    configs,
+    evaluate,
+    generate,
+    info,
+    lora,
+    models,
+    prepare,
+    tokenizer,
+    train,
+    viz,
+)
 from .flags import Parser
 
 log = logging.getLogger("scratchgpt")
 
 # Each group's module, in the order `scratchgpt --help` lists them.
-GROUPS = (train, configs, generate, evaluate, info, models, tokenizer, classify, viz, prepare)
+GROUPS = (
+    train,
+    configs,
+    generate,
+    evaluate,
+    info,
+    models,
+    tokenizer,
+    classify,
+    lora,
+    viz,
+    prepare,
+)
 
 
 def build_parser() -> Parser:

@@ -17,6 +17,7 @@ from typing import Any
 from ..config import (
     DataConfig,
     GPTConfig,
+    LoRAConfig,
     ModelSource,
     TokenizerConfig,
     TrainConfig,
@@ -32,12 +33,15 @@ SECTIONS: tuple[tuple[str, type, dict[str, str], tuple[str, ...]], ...] = (
     ("data", DataConfig, {"source": "data"}, ()),
     ("tokenizer", TokenizerConfig, {"name": "tokenizer"}, ()),
     ("training", TrainConfig, {}, ()),
+    # --lora.rank, not --rank: the section's name says what the numbers size.
+    ("lora", LoRAConfig, {f: f"lora.{f}" for f in ("rank", "alpha", "dropout", "targets")}, ()),
 )
 TITLES = {
     "model": "model (the model: section of a run config)",
     "data": "data (the data: section)",
     "tokenizer": "tokenizer (the tokenizer: section)",
     "training": "training (the training: section)",
+    "lora": "lora (the lora: section; any of these alone switches --trainable to lora)",
 }
 
 
@@ -70,6 +74,12 @@ def register(sub: Any) -> None:
         help="save and exit at this step (carry on later with --resume)",
     )
     p.add_argument("--out", type=Path, help="run directory (default: runs/<date>-<time>)")
+    p.add_argument(
+        "--merge",
+        type=Path,
+        metavar="DIR",
+        help="a LoRA run: also write base + adapter as one plain checkpoint in DIR",
+    )
     keys: list[str] = []
     # A model field's default is what the default preset sets, not GPTConfig's own default.
     defaults = {GPTConfig: preset_fields(ModelSource().preset or "mini")}
@@ -156,9 +166,13 @@ def run(args: argparse.Namespace) -> int:
                 "--resume continues a run with its own config.yaml: drop --config (flags still "
                 "override single settings)"
             )
-        result = train(resume=args.resume, overrides=overrides, stop_at=args.stop_at)
+        result = train(
+            resume=args.resume, overrides=overrides, stop_at=args.stop_at, merge=args.merge
+        )
     else:
         run_config = load_run_config(args.config, overrides=overrides)
-        result = train(run_config, out_dir=args.out, stop_at=args.stop_at)
+        result = train(run_config, out_dir=args.out, stop_at=args.stop_at, merge=args.merge)
     print(result.summary())
+    if args.merge is not None and args.merge.is_dir():
+        print(f"merged model (base + adapter): {args.merge}")
     return 130 if result.interrupted else 0

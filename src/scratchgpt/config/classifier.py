@@ -219,9 +219,7 @@ class ClassifierRunConfig:
         return ClassifierRunConfig.from_dict(apply_overrides(self.to_dict(), changes))
 
 
-def _gpt_fields(
-    given: dict[str, Any], *, init_from: Any, preset: str | None
-) -> dict[str, Any]:
+def _gpt_fields(given: dict[str, Any], *, init_from: Any, preset: str | None) -> dict[str, Any]:
     """The GPT backbone's model fields, checked: a pretrained model's shape is its own (only
     the context may be cropped); one from scratch is a preset (default gpt2-124M, the book's
     shape) with fields overridden, its vocab_size and num_classes left to the data."""

@@ -101,6 +101,11 @@ def load_pretrained(
     checkpoint always carries its own).
     """
     path = Path(name_or_path)
+    if path.is_dir() and _is_adapter(path):
+        raise CheckpointError(
+            f"{path} is a LoRA adapter: fine-tune from base + adapter by merging them first "
+            f"(scratchgpt lora merge {path} --out DIR, then --init-from DIR)"
+        )
     if path.is_dir() and (
         is_checkpoint(path) or is_checkpoint(path / "checkpoint") or run_checkpoints(path)
     ):
@@ -195,3 +200,11 @@ def _checked(tok: Tokenizer, cfg: GPTConfig, *, source: str) -> Tokenizer:
             f"{cfg.vocab_size}: they do not belong together"
         )
     return tok
+
+
+
+def _is_adapter(path: Path) -> bool:
+    """A LoRA adapter or LoRA run (format "scratchgpt-lora", see scratchgpt.adapters)."""
+    return is_checkpoint(path, format="scratchgpt-lora") or bool(
+        run_checkpoints(path, format="scratchgpt-lora")
+    )

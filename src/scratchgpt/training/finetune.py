@@ -53,7 +53,7 @@ def prepare_for_training(
 
 
 def trainable_summary(model: nn.Module) -> str:
-    """"trainable 1,327,106 of 124,441,346 parameters (1.07%)" (a tied weight counted once)."""
+    """ "trainable 1,327,106 of 124,441,346 parameters (1.07%)" (a tied weight counted once)."""
     params = list(model.parameters())  # each shared Parameter once
     total = sum(p.numel() for p in params)
     train = sum(p.numel() for p in params if p.requires_grad)

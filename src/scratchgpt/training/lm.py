@@ -31,6 +31,7 @@ from ..errors import ConfigError, DataError, TokenizerError
 from ..generation import generate
 from ..model import GPTModel, eval_mode, lm_loss
 from ..tokenizers import Tokenizer, get_tokenizer, load_tokenizer
+from .finetune import prepare_for_training
 from .launch import launch, saved_config
 from .metrics import flops_per_token
 from .runs import TrainResult, new_run_dir
@@ -205,11 +206,16 @@ class LanguageModelTask:
         resume_from: Path | None = None,
     ) -> None:
         self._start_model: GPTModel | None = None
+        self.base_ref: dict[str, Any] | None = None  # a LoRA run's base (see adapters)
+        self.model: GPTModel | None = None
+        self.trainable = ""
         if resume_from is not None:
             try:
                 tokenizer = load_tokenizer(resume_from)  # the weights fix the tokenizer
             except TokenizerError as exc:
                 raise CheckpointError(f"{resume_from}: {exc}") from exc
+            if run.training.trainable == "lora":  # the adapter sits on the base: load it
+                self._load_pretrained(run, pretrained, tokenizer)
         elif pretrained is not None or run.init_from is not None:
             tokenizer = self._load_pretrained(run, pretrained, tokenizer)
         data = _load_data(run, tokenizer)
@@ -241,6 +247,10 @@ class LanguageModelTask:
         options = {} if crop is None else {"context_length": crop}
         model, own = pretrained or load_pretrained(run.init_from, **options)  # type: ignore[arg-type]
         self._start_model = model
+        if run.training.trainable == "lora":
+            from ..adapters import base_reference
+
+            self.base_ref = base_reference(model, init_from=str(run.init_from), context_length=crop)
         if tokenizer is None and run.tokenizer.name is None:
             return own  # the pretrained model's own, unless another is asked for
         return tokenizer
@@ -262,7 +272,16 @@ class LanguageModelTask:
         return cfg
 
     def build_model(self) -> nn.Module:
-        return self._start_model if self._start_model is not None else GPTModel(self.cfg)
+        model = self._start_model if self._start_model is not None else GPTModel(self.cfg)
+        t = self.run.training
+        if t.trainable == "lora" and self.base_ref is None:
+            raise ConfigError(
+                "training.trainable=lora adapts pretrained weights: set model.init_from "
+                "(--init-from gpt2, a directory or a run)"
+            )
+        self.trainable = prepare_for_training(model, t.trainable, self.run.lora)
+        self.model = model
+        return model
 
     def batch(self, index: int) -> Batch:
         return self.train_loader.batch(index)
@@ -308,6 +327,18 @@ class LanguageModelTask:
         metadata: dict[str, Any],
         extra: Callable[[Path], None],
     ) -> Path:
+        if self.base_ref is not None:  # LoRA: the adapter alone, pinned to its base
+            from ..adapters import save_adapter
+
+            return save_adapter(
+                directory,
+                model,  # type: ignore[arg-type]
+                self.tokenizer,
+                base=self.base_ref,
+                metadata=metadata,
+                weights=weights,
+                extra=extra,
+            )
         return save_checkpoint(
             directory,
             model,  # type: ignore[arg-type]
@@ -318,6 +349,17 @@ class LanguageModelTask:
         )
 
     def load(self, checkpoint: Path) -> dict[str, torch.Tensor]:
+        if self.base_ref is not None:
+            from ..adapters import read_adapter
+
+            info, weights = read_adapter(checkpoint)
+            if info["base"]["sha256"] != self.base_ref["sha256"]:
+                raise CheckpointError(
+                    f"{checkpoint}: its adapter was trained on other base weights than "
+                    f"{self.base_ref['init_from']!r} holds now"
+                )
+            assert self.model is not None
+            return {**self.model.state_dict(), **weights}
         saved, _ = load_checkpoint(checkpoint)
         if saved.cfg != self.cfg:
             raise CheckpointError(
@@ -329,7 +371,10 @@ class LanguageModelTask:
     def describe(self) -> str:
         train, val = self.sizes
         context = self.cfg.context_length
-        return f"{self.source}: {train:,} train / {val:,} val tokens, context {context}"
+        return (
+            f"{self.source}: {train:,} train / {val:,} val tokens, context {context}; "
+            f"{self.trainable}"
+        )
 
     def hints(self, run_dir: Path) -> tuple[str, str]:
         return (
@@ -419,6 +464,7 @@ def train(
     resume: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
     stop_at: int | None = None,
+    merge: str | Path | None = None,
 ) -> TrainResult:
     """Train a GPT and save it; returns the run directory, its metrics rows and checkpoints.
 
@@ -434,7 +480,8 @@ def train(
     fix the shape. ``resume`` continues the run in that directory from its latest checkpoint,
     exactly as if it had never stopped (a run killed before its first checkpoint starts over
     with its config.yaml). ``stop_at`` saves and returns at that step (a later ``resume``
-    carries on), for jobs with a time limit.
+    carries on), for jobs with a time limit. ``merge`` (a LoRA run, ``training.trainable``
+    lora) also writes base + adapter there as one plain checkpoint once the run completes.
     """
     resume_dir = Path(resume) if resume is not None else None
     if resume_dir is not None:
@@ -471,7 +518,13 @@ def train(
         return task, task.run
 
     run_dir = Path(out_dir) if out_dir is not None else new_run_dir()
+    if merge is not None and run.training.trainable != "lora":
+        raise ConfigError("--merge writes base + LoRA adapter: it needs --trainable lora")
     result, _ = launch(
         run, make_task, run_dir=run_dir, resume=resume_dir is not None, stop_at=stop_at
     )
+    if merge is not None and not result.interrupted and result.steps == result.max_steps:
+        from ..merge import merge_adapter
+
+        log.info("merged model: %s", merge_adapter(result.checkpoint, merge))
     return result
