@@ -18,7 +18,8 @@ weights (:func:`~scratchgpt.lora.weights_sha256`): an adapter put on other weigh
 was trained on would load without complaint and answer nonsense, so loading checks it.
 
 :func:`scratchgpt.merge.merge_adapter` writes the plain model (base + scale * B @ A in every
-targeted weight): a checkpoint or classifier any scratchgpt command, or ``export --format hf``, takes as is.
+targeted weight): a checkpoint or classifier any scratchgpt command, or ``export --format
+hf``, takes as is.
 """
 
 from __future__ import annotations

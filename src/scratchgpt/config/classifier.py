@@ -170,7 +170,7 @@ class ClassifierRunConfig:
             raise ConfigError(one_of("model.backbone", backbone, BACKBONES))
         lora = d.get("lora") or {}
         defaults = GPT_CLASSIFIER_TRAINING if backbone == "gpt" else CLASSIFIER_TRAINING
-        training = resolve_trainable({**defaults, **(d.get("training") or {})}, lora)
+        training = {**defaults, **resolve_trainable(d.get("training") or {}, lora)}
         if backbone == "gpt":
             model = _gpt_fields(given, init_from=init_from, preset=preset)
         else:

@@ -202,7 +202,6 @@ def _checked(tok: Tokenizer, cfg: GPTConfig, *, source: str) -> Tokenizer:
     return tok
 
 
-
 def _is_adapter(path: Path) -> bool:
     """A LoRA adapter or LoRA run (format "scratchgpt-lora", see scratchgpt.adapters)."""
     return is_checkpoint(path, format="scratchgpt-lora") or bool(

@@ -170,7 +170,8 @@ class ClassificationTask:
                     self.base, init_from=run.init_from, context_length=crop
                 )
             return own, self.base.cfg
-        tok = get_tokenizer(d.tokenizer or "gpt2")
+        # "char" and "simple" are built from the training texts, like the encoder's words.
+        tok = get_tokenizer(d.tokenizer or "gpt2", text="\n".join(ex.text for ex in self.train_set))
         return tok, GPTConfig.from_dict({**run.model, "vocab_size": tok.vocab_size})
 
     def _model_fields(self) -> dict[str, Any]:
