@@ -258,7 +258,7 @@ def lm_lora(base, text_file, out, **extra):
             "lora.rank": 4,
             "lora.targets": "qv",
             "lora.dropout": 0.1,
-        },  # fmt: skip
+        },
         **extra,
     )
 
