@@ -16,6 +16,10 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # the public API, one line per name
+    from .adapters import (
+        load_adapter_model as load_adapter_model,
+        save_adapter as save_adapter,
+    )
     from .analysis import (
         attention_weights as attention_weights,
         hidden_states as hidden_states,
@@ -32,6 +36,7 @@ if TYPE_CHECKING:  # the public API, one line per name
         ClassifierRunConfig as ClassifierRunConfig,
         EncoderConfig as EncoderConfig,
         GPTConfig as GPTConfig,
+        LoRAConfig as LoRAConfig,
         RunConfig as RunConfig,
         SamplingConfig as SamplingConfig,
         TrainConfig as TrainConfig,
@@ -47,6 +52,7 @@ if TYPE_CHECKING:  # the public API, one line per name
     from .data.labelled import (
         LabelledText as LabelledText,
         load_sms_spam as load_sms_spam,
+        read_labelled_file as read_labelled_file,
     )
     from .errors import (
         CheckpointError as CheckpointError,
@@ -68,6 +74,15 @@ if TYPE_CHECKING:  # the public API, one line per name
     from .inference import (
         load_model as load_model,
     )
+    from .lora import (
+        LoRALinear as LoRALinear,
+        apply_lora as apply_lora,
+        export_peft as export_peft,
+        merge_lora as merge_lora,
+    )
+    from .merge import (
+        merge_adapter as merge_adapter,
+    )
     from .model import (
         GELU as GELU,
         FeedForward as FeedForward,
@@ -76,6 +91,8 @@ if TYPE_CHECKING:  # the public API, one line per name
         MultiHeadAttention as MultiHeadAttention,
         SinusoidalPositionalEncoding as SinusoidalPositionalEncoding,
         TransformerBlock as TransformerBlock,
+        add_class_head as add_class_head,
+        last_token_logits as last_token_logits,
         num_parameters as num_parameters,
     )
     from .model.encoder import (

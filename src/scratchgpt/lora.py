@@ -70,7 +70,8 @@ class LoRALinear(nn.Module):
         # (B, T, in) -> (B, T, out), plus (B, T, in) -> (B, T, r) -> (B, T, out). Two thin
         # matmuls instead of forming B A (out, in): cheaper, and W is never touched.
         update = F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B)
-        return F.linear(x, self.weight, self.bias) + self.scaling * update
+        # One fused multiply-add over the (B, T, out) output, not a scale and then an add.
+        return torch.add(F.linear(x, self.weight, self.bias), update, alpha=self.scaling)
 
     @torch.no_grad()
     def merged(self) -> nn.Linear:

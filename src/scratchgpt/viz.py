@@ -335,6 +335,12 @@ def plot_training_curves(
     rows = read_metrics(history) if isinstance(history, (str, Path)) else list(history)
     if not rows or any("step" not in r for r in rows):
         raise DataError("training curves need rows with a 'step' key and losses")
+    # A classifier's last row ("final") scores whole splits, test included: it is a result,
+    # not a point on the curves, and is printed in the title instead.
+    final = next((r for r in rows if r.get("final")), None)
+    rows = [r for r in rows if not r.get("final")]
+    if final is not None and final.get("test_acc") is not None:
+        title = f"{title} (test accuracy {final['test_acc']:.2%})"
     accuracy_keys = [k for k in ("train_acc", "val_acc") if any(k in r for r in rows)]
     panels = 2 if accuracy_keys else 1
     fig = new_figure(figsize or (5.5 * panels, 4.0), dpi=dpi)
@@ -370,7 +376,8 @@ def _tokens_per_step(run_dir: Path) -> int | None:
 def plot_run(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
     """A training run's loss curves as a PNG (default ``run_dir/loss.png``); returns its path.
 
-    Two panels: loss against the optimiser step, and against the tokens seen (what compute
+    A classifier's run: loss and accuracy (train and validation) by step, the test accuracy
+    in the title. A language model's, two panels: loss against the optimiser step, and against the tokens seen (what compute
     buys: runs with different batch sizes line up on this axis). Each has the training loss
     and, at the evaluation rows, the validation loss. Reads ``run_dir/metrics.jsonl`` as the
     trainer writes it now (``tokens`` in every row) and as older runs wrote it (no
@@ -382,6 +389,9 @@ def plot_run(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
     rows = read_metrics(run_dir)
     if any("step" not in r for r in rows):
         raise DataError(f"{run_dir / 'metrics.jsonl'}: every row needs a 'step'")
+    if any("val_acc" in r for r in rows):  # a classifier: loss and accuracy by step
+        fig = plot_training_curves(rows, title=run_dir.name)
+        return save_figure(fig, run_dir / "loss.png" if out is None else out)
     xlabel = "tokens seen"
     if not all("tokens" in r for r in rows):
         per_step = _tokens_per_step(run_dir)
