@@ -35,7 +35,7 @@ attention mask (padding sits to the right of every real token, where causal atte
 cannot let it change the pooled token). Dropout is 0 on both sides by default (the book's
 fine-tuning setting; ``--dropout`` sets it on both). fp32 on the CPU.
 
-Data: /work/shared/data/sms-spam.tsv (``--shared-data`` or SCRATCHGPT_SHARED_DATA, default
+Data: sms-spam.tsv, LABEL<TAB>TEXT (in ``--shared-data``, else SCRATCHGPT_SHARED_DATA, else
 ../shared/data beside the checkout), tokenized with tiktoken's gpt2 encoding read from
 GPT-2's encoder.json and vocab.bpe there (nothing is downloaded), shuffled with a seed; the
 first ``max(warmup, steps)`` batches of ``--batch-size`` texts are made before any clock
