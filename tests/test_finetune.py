@@ -66,6 +66,10 @@ def test_padding_on_the_right_never_changes_a_texts_logits():
     for i, row in enumerate(rows):
         alone = last_token_logits(model, torch.tensor([row]), torch.tensor([len(row)]))
         torch.testing.assert_close(together[i], alone[0], rtol=0, atol=1e-6)
+    # packed (several texts per row) == the plain padded forward read at each last token
+    with torch.no_grad():
+        plain = model(ids)[torch.arange(3), torch.tensor([3, 9, 1]) - 1]  # (B, T, K) -> (B, K)
+    torch.testing.assert_close(together, plain, rtol=0, atol=1e-6)
     # and the pad id itself does not matter either
     other, _ = pad_rows(rows, pad_id=42)
     torch.testing.assert_close(class_logits(model, other, mask, backbone="gpt"), together)

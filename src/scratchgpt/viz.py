@@ -377,8 +377,9 @@ def plot_run(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
     """A training run's loss curves as a PNG (default ``run_dir/loss.png``); returns its path.
 
     A classifier's run: loss and accuracy (train and validation) by step, the test accuracy
-    in the title. A language model's, two panels: loss against the optimiser step, and against the tokens seen (what compute
-    buys: runs with different batch sizes line up on this axis). Each has the training loss
+    in the title. A language model's, two panels: loss against the optimiser step, and
+    against the tokens seen (what compute buys: runs with different batch sizes line up on
+    this axis). Each has the training loss
     and, at the evaluation rows, the validation loss. Reads ``run_dir/metrics.jsonl`` as the
     trainer writes it now (``tokens`` in every row) and as older runs wrote it (no
     ``tokens``: taken as step x batch_size x context_length from ``train_config.json``).
