@@ -32,7 +32,12 @@ of each text's last real token, cross-entropy, backward, AdamW (lr 5e-5, weight 
 on weights of dim >= 2, betas 0.9 / 0.999, built by scratchgpt's ``make_optimizer`` on both
 sides), zero the gradients. No gradient clipping (the book's classifier loop has none), no
 attention mask (padding sits to the right of every real token, where causal attention
-cannot let it change the pooled token). Dropout is 0 on both sides by default (the book's
+cannot let it change the pooled token). Where the sides differ is how the batch is run:
+transformers computes every padded position, while ours packs the batch's texts into as few
+rows as fit (``scratchgpt.model.pack_texts``: first-fit rows as wide as the longest text,
+each text with its own positions and a block-diagonal causal mask), so the same texts cost
+fewer Linear rows; the same first loss on both sides shows the math is unchanged. Dropout
+is 0 on both sides by default (the book's
 fine-tuning setting; ``--dropout`` sets it on both). fp32 on the CPU.
 
 Data: sms-spam.tsv, LABEL<TAB>TEXT (in ``--shared-data``, else SCRATCHGPT_SHARED_DATA, else
@@ -41,8 +46,8 @@ GPT-2's encoder.json and vocab.bpe there (nothing is downloaded), shuffled with 
 first ``max(warmup, steps)`` batches of ``--batch-size`` texts are made before any clock
 starts and are the same for every setting. Every timed window runs the same ``--steps``
 batches, so windows (and sides) time the same work; the best of ``--repeats`` windows
-counts, the median is given too. Tokens/s counts the padded tokens processed (B x T per
-step, T the batch's padded length): the work the model actually does.
+counts, the median is given too. Tokens/s counts the padded batch's tokens (B x T per
+step, T the batch's padded length) on both sides: the same input per second.
 
 Each row runs in a fresh process so its memory is its own. ``peak_rss_mb`` is the process's
 peak resident set size over its whole life (Python, torch, transformers/PEFT when imported,

@@ -166,6 +166,29 @@ def test_lora_run_changes_only_the_adapter_and_head_and_merges_exactly(base, tmp
     )
 
 
+def test_a_lora_classifier_run_resumes_bit_exactly(base, tmp_path):
+    config = {
+        "model": {"init_from": str(base)},
+        "training": {"epochs": 1, "batch_size": 16, "lr": 3e-3, "min_lr": 3e-4,
+                     "log_interval": 1, "checkpoint_interval": 4},
+        "lora": {"rank": 4, "dropout": 0.1},  # dropout: the RNG state must resume too
+    }  # fmt: skip
+    straight = train_classifier(TOY, config=config, out_dir=tmp_path / "straight")
+    train_classifier(TOY, config=config, out_dir=tmp_path / "half", stop_at=6)
+    resumed = train_classifier(TOY, resume=tmp_path / "half")
+    assert resumed.run.start_step == 6 and resumed.run.steps == straight.run.steps
+
+    def losses(run):
+        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        return {r["step"]: r["train_loss"] for r in rows if r["step"] and "train_loss" in r}
+
+    assert losses(straight.path) == losses(tmp_path / "half")  # bit for bit
+    a, b = read_adapter(straight.path)[1], read_adapter(tmp_path / "half")[1]
+    assert all(torch.equal(a[k], b[k]) for k in a) and resumed.test_accuracy == (
+        straight.test_accuracy
+    )
+
+
 def test_a_tiny_gpt_classifier_learns_a_rule_perfectly(tmp_path):
     """Label: does the text contain the word "spam"? A GPT from scratch learns it."""
     rng = random.Random(0)
@@ -317,6 +340,14 @@ def test_lora_language_model_generates_merges_and_exports_for_peft(base, tmp_pat
     ids = torch.randint(0, ours.cfg.vocab_size, (2, 12))
     with torch.no_grad():
         torch.testing.assert_close(peft_model(ids).logits, ours(ids), rtol=0, atol=1e-5)
+    # the merged model, exported for transformers, gives the merged logits
+    assert main(["-q", "export", "--checkpoint", str(tmp_path / "merged"), "--format", "hf",
+                 "--out", str(tmp_path / "merged-hf")]) == 0  # fmt: skip
+    merged, _ = load_checkpoint(tmp_path / "merged")
+    exported = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "merged-hf").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(exported(ids).logits, merged.eval()(ids), rtol=0, atol=1e-5)
+        torch.testing.assert_close(merged(ids), ours(ids), rtol=0, atol=1e-5)
     # a LoRA run cannot start from scratch, and --merge needs LoRA
     with pytest.raises(ConfigError, match="adapts pretrained weights"):
         train(data=text, out_dir=tmp_path / "x", overrides={"lora.rank": 4, "model.preset": "tiny"})

@@ -142,6 +142,11 @@ class TrainConfig:
         if self.warmup_steps is not None and self.warmup_steps < 0:
             raise ConfigError(f"training.warmup_steps={self.warmup_steps}: must be >= 0")
         parse_trainable(self.trainable)
+        if self.fsdp and self.trainable != "all":
+            raise ConfigError(
+                f"training.fsdp with training.trainable={self.trainable}: sharding a partly "
+                "frozen model is not supported yet; fine-tune with DDP (training.fsdp false)"
+            )
         if not self.lr > 0:
             raise ConfigError(f"training.lr={self.lr}: must be > 0")
         if not 0 <= self.min_lr <= self.lr:

@@ -17,6 +17,8 @@ from .gpt import (
     last_token_logits,
     lm_loss,
     num_parameters,
+    pack_texts,
+    packed_positions,
 )
 from .layers import GELU, FeedForward, LayerNorm, gelu_formula, layer_norm_formula
 from .positional import (
@@ -48,6 +50,8 @@ __all__ = [
     "layer_norm_formula",
     "lm_loss",
     "num_parameters",
+    "pack_texts",
+    "packed_positions",
     "positional_encoding",
     "sdpa_attention",
     "similarity_by_distance",
