@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from .checkpoint import (
     CONFIG_FILE,
@@ -40,6 +40,7 @@ from .checkpoint import (
     corrupt_config,
     corrupt_error,
     run_checkpoints,
+    tensors_writer,
     write_model_directory,
 )
 from .config import GPTConfig
@@ -104,13 +105,9 @@ def save_adapter(
         "metadata": dict(metadata or {}),
     }
 
-    def write_weights(file: Path) -> None:
-        plain = {k: v.detach().cpu().contiguous() for k, v in keep.items()}
-        save_file(plain, str(file), metadata={"format": ADAPTER_FORMAT})
-
     return write_model_directory(
         directory,
-        write_weights,
+        tensors_writer(keep, ADAPTER_FORMAT),
         tokenizer=tokenizer,
         info=info,
         extra=extra,
@@ -173,6 +170,20 @@ def read_adapter(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tens
         raise CheckpointError(f"{directory / WEIGHTS_FILE}: unreadable: {exc}") from exc
     info["directory"] = str(directory)
     return info, weights
+
+
+def resume_weights(
+    checkpoint: Path, model: torch.nn.Module, base: Mapping[str, Any]
+) -> dict[str, torch.Tensor]:
+    """The state dict a LoRA run resumes from: ``model``'s own (its base, loaded afresh)
+    with the adapter saved in ``checkpoint`` over it; refused if the base has changed."""
+    info, weights = read_adapter(checkpoint)
+    if info["base"]["sha256"] != base["sha256"]:
+        raise CheckpointError(
+            f"{checkpoint}: its adapter was trained on other base weights than "
+            f"{base['init_from']!r} holds now"
+        )
+    return {**model.state_dict(), **weights}
 
 
 def load_base(

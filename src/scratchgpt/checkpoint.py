@@ -99,6 +99,17 @@ def save_checkpoint(
     )
 
 
+def tensors_writer(state: Mapping[str, torch.Tensor], format: str) -> Callable[[Path], None]:
+    """The ``write_weights`` of :func:`write_model_directory` for a plain state dict: every
+    tensor detached, on the CPU and contiguous, in one safetensors file tagged ``format``."""
+
+    def write(file: Path) -> None:
+        plain = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+        save_file(plain, str(file), metadata={"format": format})
+
+    return write
+
+
 def write_model_directory(
     directory: str | Path,
     write_weights: Callable[[Path], None],

@@ -35,9 +35,15 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from .checkpoint import corrupt_config, corrupt_error, run_checkpoints, write_model_directory
+from .checkpoint import (
+    corrupt_config,
+    corrupt_error,
+    run_checkpoints,
+    tensors_writer,
+    write_model_directory,
+)
 from .config import EncoderConfig, GPTConfig
 
 # The data helpers' home is data.labelled; they are importable from here too, where they
@@ -273,13 +279,9 @@ def save_classifier(
         "metadata": dict(metadata or {}),
     }
 
-    def write_weights(file: Path) -> None:
-        plain = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-        save_file(plain, str(file), metadata={"format": FORMAT})
-
     return write_model_directory(
         directory,
-        write_weights,
+        tensors_writer(state, FORMAT),
         tokenizer=tokenizer,
         info=info,
         extra=extra,

@@ -335,16 +335,10 @@ class ClassificationTask:
             )
         if self.base_ref is None:
             return read_weights(checkpoint)
-        from ..adapters import read_adapter
+        from ..adapters import resume_weights
 
-        saved, weights = read_adapter(checkpoint)
-        if saved["base"]["sha256"] != self.base_ref["sha256"]:
-            raise CheckpointError(
-                f"{checkpoint}: its adapter was trained on other base weights than "
-                f"{self.base_ref['init_from']!r} holds now"
-            )
         assert self.model is not None
-        return {**self.model.state_dict(), **weights}
+        return resume_weights(checkpoint, self.model, self.base_ref)
 
     def describe(self) -> str:
         cut = ", ".join(f"{n} {split}" for split, n in self.truncated.items() if n)

@@ -350,16 +350,10 @@ class LanguageModelTask:
 
     def load(self, checkpoint: Path) -> dict[str, torch.Tensor]:
         if self.base_ref is not None:
-            from ..adapters import read_adapter
+            from ..adapters import resume_weights
 
-            info, weights = read_adapter(checkpoint)
-            if info["base"]["sha256"] != self.base_ref["sha256"]:
-                raise CheckpointError(
-                    f"{checkpoint}: its adapter was trained on other base weights than "
-                    f"{self.base_ref['init_from']!r} holds now"
-                )
             assert self.model is not None
-            return {**self.model.state_dict(), **weights}
+            return resume_weights(checkpoint, self.model, self.base_ref)
         saved, _ = load_checkpoint(checkpoint)
         if saved.cfg != self.cfg:
             raise CheckpointError(
