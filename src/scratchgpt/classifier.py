@@ -127,11 +127,7 @@ class TextClassifier:
         end-of-text token."""
         rows = [token_row(self.tokenizer, t, self.max_length) for t in texts]
         ids, mask = pad_rows(rows, self.pad_id)
-        device = (
-            self.model.out_head.weight.device
-            if self.backbone == "gpt"
-            else (self.model.head.weight.device)
-        )
+        device = next(self.model.parameters()).device
         return ids.to(device), mask.to(device)
 
     @torch.no_grad()
