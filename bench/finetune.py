@@ -34,7 +34,7 @@ sides), zero the gradients. No gradient clipping (the book's classifier loop has
 attention mask (padding sits to the right of every real token, where causal attention
 cannot let it change the pooled token). Where the sides differ is how the batch is run:
 transformers computes every padded position, while ours packs the batch's texts into as few
-rows as fit (``scratchgpt.model.pack_texts``: first-fit rows as wide as the longest text,
+rows as fit (``scratchgpt.model.Packing``: first-fit rows as wide as the longest text,
 each text with its own positions and a block-diagonal causal mask), so the same texts cost
 fewer Linear rows; the same first loss on both sides shows the math is unchanged. Dropout
 is 0 on both sides by default (the book's

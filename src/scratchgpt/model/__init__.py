@@ -9,6 +9,7 @@ from .attention import (
 )
 from .gpt import (
     GPTModel,
+    Packing,
     TransformerBlock,
     add_class_head,
     attention_mask,
@@ -17,7 +18,6 @@ from .gpt import (
     last_token_logits,
     lm_loss,
     num_parameters,
-    pack_texts,
     packed_positions,
 )
 from .layers import GELU, FeedForward, LayerNorm, gelu_formula, layer_norm_formula
@@ -38,6 +38,7 @@ __all__ = [
     "KVCache",
     "LayerNorm",
     "MultiHeadAttention",
+    "Packing",
     "SinusoidalPositionalEncoding",
     "TransformerBlock",
     "add_class_head",
@@ -50,7 +51,6 @@ __all__ = [
     "layer_norm_formula",
     "lm_loss",
     "num_parameters",
-    "pack_texts",
     "packed_positions",
     "positional_encoding",
     "sdpa_attention",

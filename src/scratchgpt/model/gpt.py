@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -351,49 +352,68 @@ def last_token_logits(model: nn.Module, ids: torch.Tensor, lengths: torch.Tensor
     text; and padding sits to its right, where it can never change what that token sees. A
     text's logits are therefore the same alone or padded in any batch.
 
-    The texts are packed first (:func:`pack_texts`): short ones share a row instead of each
+    The texts are packed first (:class:`Packing`): short ones share a row instead of each
     being padded to the longest, so the model runs on far fewer padding tokens (half of an
     SMS batch of 8 is padding), with each text still seeing only itself.
     """
-    packed, segments, rows, cols = pack_texts(ids, lengths)
-    logits = model(packed, segments=segments)  # (G, T, K)
-    return logits[rows, cols]  # (G, T, K) -> (B, K)
+    packing = Packing.plan(lengths, ids.size(1))
+    logits = model(packing.pack(ids), segments=packing.segments)  # (G, T, K)
+    return logits[packing.rows, packing.starts + lengths - 1]  # (G, T, K) -> (B, K)
 
 
-def pack_texts(
-    ids: torch.Tensor, lengths: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded texts ids (B, T) -> packed rows (G, T) with G <= B, their segments (G, T)
-    (see :meth:`GPTModel.forward`), and where each text's last token landed: rows (B,) and
-    columns (B,).
+@dataclass(frozen=True)
+class Packing:
+    """Where each of B right-padded texts goes when they are packed into G <= B rows.
 
-    First-fit by decreasing length, into rows as wide as the longest text: the attention per
-    row costs no more than before, and every Linear runs on G rows instead of B.
+    First-fit by decreasing length, into rows as wide as the batch's longest text: the
+    attention per row costs no more than before, and every Linear runs on G rows instead of
+    B. Text i occupies row ``rows[i]``, columns ``starts[i]`` to ``starts[i] + lengths[i]``;
+    ``segments`` (G, T) numbers the texts for :meth:`GPTModel.forward` (the padding left at
+    the end of a row is a text of its own, numbered B + row).
     """
-    B, T = ids.shape
-    sizes = lengths.tolist()
-    bins: list[list[int]] = []  # text indices per packed row
-    room: list[int] = []
-    for i in sorted(range(B), key=lambda i: -sizes[i]):
-        for b, free in enumerate(room):
-            if sizes[i] <= free:
-                bins[b].append(i)
-                room[b] -= sizes[i]
-                break
-        else:
-            bins.append([i])
-            room.append(T - sizes[i])
-    packed = torch.full((len(bins), T), 0, dtype=ids.dtype, device=ids.device)
-    # Padding after the last text of a row is a text of its own (numbered B + row).
-    segments = torch.arange(B, B + len(bins), device=ids.device).unsqueeze(1).repeat(1, T)
-    rows, cols = [0] * B, [0] * B
-    for b, texts in enumerate(bins):
-        at = 0
-        for i in texts:
-            n = sizes[i]
-            packed[b, at : at + n] = ids[i, :n]
-            segments[b, at : at + n] = i
-            rows[i], cols[i] = b, at + n - 1
-            at += n
-    device = ids.device
-    return packed, segments, torch.tensor(rows, device=device), torch.tensor(cols, device=device)
+
+    rows: torch.Tensor  # (B,)
+    starts: torch.Tensor  # (B,)
+    lengths: torch.Tensor  # (B,)
+    segments: torch.Tensor  # (G, T)
+
+    @classmethod
+    def plan(cls, lengths: torch.Tensor, width: int) -> Packing:
+        sizes = lengths.tolist()
+        rows, starts = [0] * len(sizes), [0] * len(sizes)
+        used: list[int] = []  # columns taken in each packed row
+        for i in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
+            row = next((r for r, n in enumerate(used) if n + sizes[i] <= width), len(used))
+            if row == len(used):
+                used.append(0)
+            rows[i], starts[i] = row, used[row]
+            used[row] += sizes[i]
+        device = lengths.device
+        segments = torch.arange(len(sizes), len(sizes) + len(used), device=device)
+        segments = segments.unsqueeze(1).repeat(1, width)  # (G,) -> (G, T)
+        plan = cls(
+            torch.tensor(rows, device=device),
+            torch.tensor(starts, device=device),
+            lengths,
+            segments,
+        )
+        texts = torch.arange(len(sizes), device=device).unsqueeze(1).expand(-1, width)  # (B, T)
+        segments[plan._where()] = texts[plan._real()]
+        return plan
+
+    def _real(self) -> torch.Tensor:
+        """(B, T) True at each text's real tokens."""
+        cols = torch.arange(self.segments.size(1), device=self.lengths.device)
+        return cols.unsqueeze(0) < self.lengths.unsqueeze(1)  # (1, T) < (B, 1) -> (B, T)
+
+    def _where(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(packed rows, packed columns) of every real token, in the order of ``_real()``."""
+        text, col = self._real().nonzero(as_tuple=True)  # (N,), (N,)
+        return self.rows[text], self.starts[text] + col
+
+    def pack(self, x: torch.Tensor, fill: int = 0) -> torch.Tensor:
+        """Right-padded rows x (B, T) -> packed rows (G, T); the rest is ``fill``."""
+        G, T = self.segments.shape
+        out = torch.full((G, T), fill, dtype=x.dtype, device=x.device)
+        out[self._where()] = x[self._real()]
+        return out
