@@ -26,6 +26,7 @@ from .classifier import (
 from .convert import ALIASES, convert_config
 from .encoder import EncoderConfig
 from .finetune import TRAINABLE_HELP, LoRAConfig, parse_trainable
+from .instruct import INSTRUCT_TRAINING, InstructDataConfig, InstructRunConfig
 from .model import (
     ATTENTION_IMPLS,
     POS_ENCODINGS,
@@ -63,6 +64,7 @@ __all__ = [
     "BACKBONES",
     "CLASSIFIER_TRAINING",
     "GPT_CLASSIFIER_TRAINING",
+    "INSTRUCT_TRAINING",
     "LOADERS",
     "POS_ENCODINGS",
     "PRECISIONS",
@@ -77,6 +79,8 @@ __all__ = [
     "DataConfig",
     "EncoderConfig",
     "GPTConfig",
+    "InstructDataConfig",
+    "InstructRunConfig",
     "LoRAConfig",
     "Loader",
     "MissingExtraError",
