@@ -31,6 +31,7 @@ from . import (
     evaluate,
     generate,
     info,
+    judge,
     lora,
     models,
     prepare,
@@ -53,6 +54,7 @@ GROUPS = (
     tokenizer,
     classify,
     lora,
+    judge,
     viz,
     prepare,
 )
