@@ -32,6 +32,7 @@ from . import (
     finetune,
     generate,
     info,
+    judge,
     lora,
     models,
     prepare,
@@ -55,6 +56,7 @@ GROUPS = (
     classify,
     finetune,
     lora,
+    judge,
     viz,
     prepare,
 )
