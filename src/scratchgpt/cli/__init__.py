@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 from ..errors import ScratchGPTError
 from . import (
+    chat,
     classify,
     configs,
     evaluate,
@@ -47,6 +48,7 @@ GROUPS = (
     train,
     configs,
     generate,
+    chat,
     evaluate,
     info,
     models,
