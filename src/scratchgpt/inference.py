@@ -10,14 +10,16 @@ position table is not a Linear), and a replacement tokenizer is checked against 
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import torch
 
 from .device import pick_device
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
 from .model import GPTModel
+from .templates import Template
 from .tokenizers import Tokenizer, get_tokenizer
 
 log = logging.getLogger(__name__)
@@ -108,3 +110,44 @@ def _load_saved(
         )
     model, tok, _ = load_adapter_model(source, merge=True, device=device)
     return (model if dtype is None else model.to(dtype)), tok
+
+
+def saved_template(checkpoint: str | Path) -> Template | None:
+    """The prompt template stored with a checkpoint (``metadata.template`` in its config.json),
+    or None when it has none.
+
+    ``checkpoint`` is a checkpoint or LoRA adapter directory, or a run directory (then its
+    latest checkpoint, of any format). Only JSON is read, so a command can settle which
+    template it uses, and refuse a missing one, before paying for loading the weights. A
+    directory that is no scratchgpt checkpoint at all (a Hugging Face model) has none.
+    """
+    from .checkpoint import (
+        CONFIG_FILE,
+        corrupt_config,
+        corrupt_error,
+        is_checkpoint,
+        run_checkpoints,
+    )
+
+    path = Path(checkpoint)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    directory: Path | None = None
+    for candidate in (path, path / "checkpoint"):  # checkpoint/: runs of older versions
+        if is_checkpoint(candidate, format=None):
+            directory = candidate
+            break
+        if (reason := corrupt_config(candidate)) is not None:
+            raise corrupt_error(candidate, reason)
+    if directory is None:
+        steps = run_checkpoints(path, format=None)
+        if not steps:
+            return None
+        directory = steps[-1][1]
+    file = directory / CONFIG_FILE
+    info = json.loads(file.read_text(encoding="utf-8"))  # is_checkpoint read it already
+    metadata = info.get("metadata")
+    data = metadata.get("template") if isinstance(metadata, dict) else None
+    if data is None:
+        return None
+    return Template.from_dict(data, source=f"{file} (metadata.template)")

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 from ..errors import ScratchGPTError
 from . import (
+    chat,
     classify,
     configs,
     evaluate,
@@ -49,6 +50,7 @@ GROUPS = (
     train,
     configs,
     generate,
+    chat,
     evaluate,
     info,
     models,

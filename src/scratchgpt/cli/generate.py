@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import SamplingConfig
 from .flags import add_config_flags, given, short_usage
+
+if TYPE_CHECKING:
+    from ..templates import Template
 
 # The command line samples a little cooler than SamplingConfig's neutral 1.0.
 DEFAULT_TEMPERATURE = 0.8
@@ -98,6 +103,14 @@ def register(sub: Any) -> None:
         help="stop before this text (repeat the flag for several stop strings)",
     )
     p.add_argument(
+        "--template",
+        metavar="NAME_OR_FILE",
+        help="frame --prompt as one user turn of a prompt template (alpaca, phi3, chatml, a "
+        "JSON file, or 'saved': the one stored with the checkpoint) and stop where the "
+        "template's answer ends; the output starts with the framed prompt [default: none, the "
+        "prompt as is]",
+    )
+    p.add_argument(
         "--num-samples", type=int, default=1, help="independent samples of the prompt [default: 1]"
     )
     p.add_argument(
@@ -131,7 +144,44 @@ def sampling_from(args: argparse.Namespace) -> SamplingConfig:
     return from_data(SamplingConfig, values)
 
 
+def _weights_source(args: argparse.Namespace) -> Path | None:
+    """The directory the model comes from, where a saved template would be; None for a
+    GPT-2 name."""
+    if args.checkpoint is not None:
+        return Path(args.checkpoint)
+    if args.init_from is not None:
+        return Path(args.init_from) if Path(args.init_from).is_dir() else None
+    from ..checkpoint import latest_run
+
+    return latest_run()
+
+
+def chosen_template(args: argparse.Namespace, *, saved_by_default: bool) -> Template | None:
+    """The template ``--template`` names ("saved": the checkpoint's own), or with
+    ``saved_by_default`` and no flag, the checkpoint's own; only JSON is read, so a missing
+    template is refused before any weights load."""
+    from ..errors import ConfigError
+    from ..templates import get_template
+
+    name = args.template
+    if name is None and not saved_by_default:
+        return None
+    if name is not None and name != "saved":
+        return get_template(name)
+    from ..inference import saved_template
+
+    source = _weights_source(args)
+    template = saved_template(source) if source is not None else None
+    if template is None:
+        raise ConfigError(
+            f"{source or args.init_from} has no saved prompt template: pass --template "
+            "alpaca, phi3, chatml or a template JSON file"
+        )
+    return template
+
+
 def run(args: argparse.Namespace) -> int:
+    from ..chat import stop_strings
     from ..errors import ConfigError
     from ..generation import Generator
 
@@ -140,32 +190,45 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-tokens {args.max_tokens}: must be >= 0")
     if args.num_samples < 1:
         raise ConfigError(f"--num-samples {args.num_samples}: must be >= 1")
+    template = chosen_template(args, saved_by_default=False)
     model, tokenizer = load(args)
     if tokenizer is None:
         raise ConfigError(
             "this model has no tokenizer to turn the prompt into ids: pass --tokenizer"
         )
     gen = Generator(model, tokenizer, compile=args.compile)
-    options: dict[str, Any] = {
-        "sampling": sampling,
-        "use_cache": args.cache,
-        "stop": args.stop or (),
-    }
+    stop = tuple(args.stop or ())
+    frame: Callable[[str], str] = str  # the prompt as is
+    if template is not None:
+        stop += stop_strings(template)
+        frame = functools.partial(_framed, template)
+    options: dict[str, Any] = {"sampling": sampling, "use_cache": args.cache, "stop": stop}
     if args.interactive:
-        return _interactive(gen, args, options)
+        return _interactive(gen, args, options, frame)
+    prompt = frame(args.prompt)
     for n in range(args.num_samples):
         if args.num_samples > 1:
             print(f"--- sample {n + 1} ---")
         seed = None if args.seed is None else args.seed + n
-        print(args.prompt, end="", flush=True)
-        for piece in gen.stream_text(args.prompt, args.max_tokens, seed=seed, **options):
+        print(prompt, end="", flush=True)
+        for piece in gen.stream_text(prompt, args.max_tokens, seed=seed, **options):
             print(piece, end="", flush=True)  # each piece as soon as it is made
         print()  # the text ends with a newline, so the shell prompt starts on its own line
     return 0
 
 
-def _interactive(gen: Any, args: argparse.Namespace, options: dict[str, Any]) -> int:
-    """A prompt loop: Ctrl-C stops the current answer, Ctrl-D (end of input) exits."""
+def _framed(template: Template, text: str) -> str:
+    """``text`` as the one user turn of a prompt that ends where the answer starts."""
+    from ..templates import Message
+
+    return template.prompt([Message("user", text)])
+
+
+def _interactive(
+    gen: Any, args: argparse.Namespace, options: dict[str, Any], frame: Callable[[str], str]
+) -> int:
+    """A prompt loop: Ctrl-C stops the current answer, Ctrl-D (end of input) exits. Each
+    prompt is answered alone (``scratchgpt chat`` keeps a conversation)."""
     print("Type a prompt and press Enter. Ctrl-C stops an answer, Ctrl-D exits.", file=sys.stderr)
     n = 0
     while True:
@@ -182,7 +245,7 @@ def _interactive(gen: Any, args: argparse.Namespace, options: dict[str, Any]) ->
         seed = None if args.seed is None else args.seed + n
         n += 1
         try:
-            for piece in gen.stream_text(prompt, args.max_tokens, seed=seed, **options):
+            for piece in gen.stream_text(frame(prompt), args.max_tokens, seed=seed, **options):
                 print(piece, end="", flush=True)
         except KeyboardInterrupt:
             print()  # end the cut answer's line
