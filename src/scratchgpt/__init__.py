@@ -73,6 +73,10 @@ if TYPE_CHECKING:  # the public API, one line per name
     )
     from .inference import (
         load_model as load_model,
+        saved_template as saved_template,
+    )
+    from .judge import (
+        judge_responses as judge_responses,
     )
     from .lora import (
         LoRALinear as LoRALinear,
@@ -115,6 +119,11 @@ if TYPE_CHECKING:  # the public API, one line per name
     from .quantization import (
         quantize as quantize,
     )
+    from .templates import (
+        Message as Message,
+        Template as Template,
+        get_template as get_template,
+    )
     from .tokenizers import (
         BPETokenizer as BPETokenizer,
         CharTokenizer as CharTokenizer,
@@ -130,6 +139,9 @@ if TYPE_CHECKING:  # the public API, one line per name
     )
     from .training.classify import (
         train_classifier as train_classifier,
+    )
+    from .training.instruct import (
+        train_instruct as train_instruct,
     )
 
 
