@@ -185,8 +185,9 @@ class GPTModel(nn.Module):
         input_pos: torch.Tensor | None = None,
         pad_offset: torch.Tensor | None = None,
         segments: torch.Tensor | None = None,
+        logits_at: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """idx (B, T) int64 token ids -> logits (B, T, V).
+        """idx (B, T) int64 token ids -> logits (B, T, V), or (N, V) with ``logits_at``.
 
         ``input_pos`` (T,): the positions of these tokens, and the KV-cache slots they are
         written to (required with a cache; default 0..T-1). ``pad_offset`` (B,): how many
@@ -195,6 +196,9 @@ class GPTModel(nn.Module):
         ``segments`` (B, T): several texts packed in each row, numbered (each text's tokens
         contiguous; padding at the end of a row gets its own number): every text counts its
         positions from 0 and attends only within itself, as if it were alone in a row.
+        ``logits_at`` (B, T) bool: only those positions' logits, (N, V) in row-major order. A
+        loss that reads few positions (instruction tuning's responses) then skips the output
+        layer, a V x C product per token and the largest single matmul of GPT-2, elsewhere.
         """
         if idx.dim() != 2:
             raise ValueError(f"expected token ids (batch, seq_len), got shape {tuple(idx.shape)}")
@@ -228,7 +232,9 @@ class GPTModel(nn.Module):
         for block in self.trf_blocks:
             x = block(x, mask=mask, input_pos=input_pos)
         x = self.final_norm(x)
-        logits = self.out_head(x)  # (B, T, C) -> (B, T, padded V)
+        if logits_at is not None:
+            x = x[logits_at]  # (B, T, C) -> (N, C)
+        logits = self.out_head(x)  # (B, T, C) -> (B, T, padded V), or (N, C) -> (N, padded V)
         if self.cfg.padded_vocab_size != self.cfg.vocab_size:
             # The padding rows are not tokens: drop their logits so nothing can pick them.
             logits = logits[..., : self.cfg.vocab_size]  # (B, T, padded V) -> (B, T, V)

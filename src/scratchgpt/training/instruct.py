@@ -80,17 +80,16 @@ def instruction_loss(
     (padding, and the prompt with --mask-prompt).
 
     The rows are packed first (:class:`~scratchgpt.model.Packing`): short examples share a
-    row, each with its own positions and attention, so the padding of a batch (most of it,
-    for instruction data of mixed lengths) is not computed. The loss is the same mean over
-    the same targets as without packing.
+    row, each with its own positions and attention, so the padding of a batch is not
+    computed; and the output layer runs only where a target counts (with --mask-prompt, the
+    responses: a quarter of the book's tokens). The loss is the same mean over the same
+    targets as without either.
     """
     packing = Packing.plan(lengths, inputs.size(1))
-    logits = model(packing.pack(inputs), segments=packing.segments)  # (G, T, V)
     packed = packing.pack(targets, fill=ignore_index)  # (B, T) -> (G, T)
-    # (G, T, V) -> (G*T, V) and (G, T) -> (G*T,): cross_entropy wants classes in dim 1.
-    return F.cross_entropy(
-        logits.flatten(0, 1).float(), packed.flatten(), ignore_index=ignore_index
-    )
+    counted = packed != ignore_index  # (G, T): the positions whose logits the loss reads
+    logits = model(packing.pack(inputs), segments=packing.segments, logits_at=counted)  # (N, V)
+    return F.cross_entropy(logits.float(), packed[counted])  # (N, V) vs (N,)
 
 
 def book_instruction_data(cache_dir: str | Path | None = None) -> Path:
