@@ -13,11 +13,16 @@ import json
 import random
 
 import pytest
+import torch
+import torch.nn.functional as F
 
 from scratchgpt.cli import main
+from scratchgpt.config import GPTConfig
+from scratchgpt.data.instructions import collate
 from scratchgpt.inference import saved_template
+from scratchgpt.model import GPTModel
 from scratchgpt.templates import Template
-from scratchgpt.training.instruct import RESPONSES_FILE, train_instruct
+from scratchgpt.training.instruct import RESPONSES_FILE, instruction_loss, train_instruct
 
 QA = {
     "name": "qa",
@@ -81,6 +86,23 @@ def accuracy(responses) -> float:
         {"instruction", "input", "output", "model_response"} <= set(r) for r in rows
     )
     return sum(r["model_response"] == r["output"] for r in rows) / len(rows)
+
+
+def test_the_packed_loss_equals_the_plain_loss_with_and_without_prompt_masking():
+    """Packing the rows and computing logits only where a target counts change nothing."""
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=40, context_length=32, emb_dim=32, n_heads=4, n_layers=2)
+    model = GPTModel(cfg).eval()
+    rows = [[3, 4, 5, 6, 7, 8, 0], [9, 10, 0], [11, 12, 13, 0], [14, 0]]
+    masks = [[False] * 3 + [True] * 4, [False, True, True], [False, False, True, True], [1, 1]]
+    masks = [[bool(x) for x in m] for m in masks]
+    for mask_prompt in (False, True):
+        inputs, targets = collate(rows, masks, pad_id=0, mask_prompt=mask_prompt)
+        lengths = torch.tensor([len(r) - 1 for r in rows])
+        with torch.no_grad():
+            plain = F.cross_entropy(model(inputs).flatten(0, 1), targets.flatten())
+            packed = instruction_loss(model, inputs, lengths, targets)
+        torch.testing.assert_close(packed, plain, rtol=0, atol=1e-6)
 
 
 @pytest.fixture(scope="module")
