@@ -261,7 +261,9 @@ def run_ours(args: argparse.Namespace, batches: list[dict[str, Any]]) -> dict[st
         "peak_rss_mb": max(load_peak, train_peak),
         "train_peak_rss_mb": train_peak if reset else None,
         "rss_before_train_mb": rss_before_train,
-        "optimizer": "scratchgpt make_optimizer (torch AdamW, foreach)",
+        "optimizer": "scratchgpt make_optimizer (torch AdamW, "
+        + ("fused" if optimizer.defaults.get("fused") else "foreach")
+        + ")",
     }
 
 
