@@ -69,6 +69,6 @@ def make_optimizer(
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
     # The fused kernel updates all parameters in one pass instead of one op per tensor: on
-    # CUDA one launch; on a CPU (torch >= 2.4) a 124M-parameter step in 0.06 s instead of 0.27.
+    # CUDA one launch; on a CPU (torch >= 2.4) a step of 81M parameters in 0.06 s, not 0.27.
     fused = device_type in ("cuda", "cpu")
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
