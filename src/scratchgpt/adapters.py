@@ -40,6 +40,7 @@ from .checkpoint import (
     corrupt_config,
     corrupt_error,
     run_checkpoints,
+    save_checkpoint,
     tensors_writer,
     write_model_directory,
 )
@@ -113,6 +114,32 @@ def save_adapter(
         extra=extra,
         replaceable=is_adapter,
         what="a LoRA adapter",
+    )
+
+
+def save_lm_checkpoint(
+    directory: Path,
+    model: GPTModel,
+    tokenizer: Tokenizer,
+    *,
+    base: Mapping[str, Any] | None,
+    metadata: Mapping[str, Any],
+    weights: Mapping[str, torch.Tensor] | None,
+    extra: Callable[[Path], None],
+) -> Path:
+    """A language model's run checkpoint: the adapter alone for a LoRA run (``base`` is its
+    :func:`base_reference`), else the whole model."""
+    if base is not None:
+        return save_adapter(
+            directory, model, tokenizer, base=base, metadata=metadata, weights=weights, extra=extra
+        )
+    return save_checkpoint(
+        directory,
+        model,
+        tokenizer,
+        metadata=dict(metadata),
+        weights=None if weights is None else dict(weights),
+        extra=extra,
     )
 
 

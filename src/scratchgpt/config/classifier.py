@@ -23,13 +23,11 @@ from typing import Any
 
 from ..errors import ConfigError
 from .encoder import OLD_KEYS, EncoderConfig
-from .finetune import LoRAConfig, resolve_trainable, switch_on_lora
-from .model import GPTConfig, preset_fields
+from .finetune import LoRAConfig, gpt_model_fields, resolve_trainable, switch_on_lora
 from .run import apply_overrides
 from .sections import TrainConfig
 from .validate import (
     check_field_types,
-    check_keys,
     check_sections,
     from_data,
     one_of,
@@ -172,7 +170,14 @@ class ClassifierRunConfig:
         defaults = GPT_CLASSIFIER_TRAINING if backbone == "gpt" else CLASSIFIER_TRAINING
         training = {**defaults, **resolve_trainable(d.get("training") or {}, lora)}
         if backbone == "gpt":
-            model = _gpt_fields(given, init_from=init_from, preset=preset)
+            # A GPT from scratch: the book's gpt2-124M shape unless a preset is given.
+            model = gpt_model_fields(
+                given,
+                init_from=init_from,
+                preset=preset,
+                default_preset="gpt2-124M",
+                extra=("num_classes",),
+            )
         else:
             if init_from is not None or preset is not None:
                 raise ConfigError(
@@ -217,32 +222,6 @@ class ClassifierRunConfig:
         """A copy with ``{"training.lr": 1e-3, "model.n_layers": 1, ...}`` applied."""
         changes = switch_on_lora(overrides)
         return ClassifierRunConfig.from_dict(apply_overrides(self.to_dict(), changes))
-
-
-def _gpt_fields(given: dict[str, Any], *, init_from: Any, preset: str | None) -> dict[str, Any]:
-    """The GPT backbone's model fields, checked: a pretrained model's shape is its own (only
-    the context may be cropped); one from scratch is a preset (default gpt2-124M, the book's
-    shape) with fields overridden, its vocab_size and num_classes left to the data."""
-    problem = check_keys(GPTConfig, given, section="model", extra=("num_classes",))
-    if problem:
-        raise ConfigError(problem)
-    given.pop("num_classes", None)  # always the data's
-    if init_from is not None:
-        clash = sorted(set(given) - {"context_length"}) + (["preset"] if preset else [])
-        if clash:
-            raise ConfigError(
-                f"model.init_from fixes the model's shape: drop model.{', model.'.join(clash)} "
-                "(model.context_length may crop the context)"
-            )
-        return given
-    try:
-        fields = {**preset_fields(preset or "gpt2-124M"), **given}
-    except ConfigError as exc:
-        raise ConfigError(f"model.preset: {exc}") from None
-    fields.pop("vocab_size", None)  # the tokenizer's
-    # Every field written out, so the saved config rebuilds this shape with no preset.
-    full = GPTConfig.from_dict({"vocab_size": 1, **fields}).to_dict()
-    return {k: v for k, v in full.items() if k != "vocab_size"}
 
 
 def load_classifier_config(

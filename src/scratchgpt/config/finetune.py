@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from .validate import check_field_types, option
+from .model import GPTConfig, preset_fields
+from .validate import check_field_types, check_keys, option
 
 TRAINABLE_HELP = "all, head, last-block, last-N (e.g. last-2) or lora"
 _LAST_N = re.compile(r"last-(\d+)")
@@ -104,3 +105,41 @@ def switch_on_lora(overrides: Mapping[str, Any]) -> dict[str, Any]:
     if any(k.startswith("lora.") for k in keys) and "training.trainable" not in keys:
         out["training.trainable"] = "lora"
     return out
+
+
+def gpt_model_fields(
+    given: dict[str, Any],
+    *,
+    init_from: Any,
+    preset: str | None,
+    default_preset: str | None,
+    extra: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A fine-tuning run's model section, checked. A pretrained model's shape is its own
+    (only ``context_length`` may crop it); a GPT from scratch is a preset (``preset``, else
+    ``default_preset``) with fields overridden, every field written out so the saved config
+    rebuilds it without the preset; vocab_size is left to the tokenizer. ``extra``: keys the
+    run sets itself (a classifier's num_classes), accepted and dropped. With no preset, no
+    default and no fields, the result is empty: the run then says a model must be chosen."""
+    problem = check_keys(GPTConfig, given, section="model", extra=extra)
+    if problem:
+        raise ConfigError(problem)
+    given = {k: v for k, v in given.items() if k not in extra}
+    if init_from is not None:
+        clash = sorted(set(given) - {"context_length"}) + (["preset"] if preset else [])
+        if clash:
+            raise ConfigError(
+                f"model.init_from fixes the model's shape: drop model.{', model.'.join(clash)} "
+                "(model.context_length may crop the context)"
+            )
+        return given
+    chosen = preset or default_preset
+    if chosen is None and not given:
+        return {}
+    try:
+        fields = {**preset_fields(chosen or "mini"), **given}
+    except ConfigError as exc:
+        raise ConfigError(f"model.preset: {exc}") from None
+    fields.pop("vocab_size", None)  # the tokenizer's
+    full = GPTConfig.from_dict({"vocab_size": 1, **fields}).to_dict()
+    return {k: v for k, v in full.items() if k != "vocab_size"}

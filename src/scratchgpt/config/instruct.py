@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from .finetune import LoRAConfig, resolve_trainable, switch_on_lora
-from .model import GPTConfig, preset_fields
+from .finetune import LoRAConfig, gpt_model_fields, resolve_trainable, switch_on_lora
 from .run import apply_overrides
 from .sections import TrainConfig
-from .validate import check_field_types, check_keys, check_sections, from_data, option
+from .validate import check_field_types, check_sections, from_data, option
 
 INSTRUCT_SECTIONS: tuple[str, ...] = ("model", "data", "training", "lora")
 
@@ -132,7 +131,8 @@ class InstructRunConfig:
         if per_epoch:
             training["eval_interval"] = 1  # replaced by the epoch's length once it is known
         return cls(
-            model=_model_fields(given, init_from=init_from, preset=preset),
+            # From scratch only with a preset or fields (default mini): a model must be chosen.
+            model=gpt_model_fields(given, init_from=init_from, preset=preset, default_preset=None),
             data=from_data(InstructDataConfig, d.get("data") or {}, section="data"),
             training=from_data(TrainConfig, training, section="training"),
             lora=from_data(LoRAConfig, lora, section="lora"),
@@ -161,28 +161,3 @@ class InstructRunConfig:
         if self.eval_per_epoch and "training.eval_interval" not in changes:
             out = dataclasses.replace(out, eval_per_epoch=True)
         return out
-
-
-def _model_fields(given: dict[str, Any], *, init_from: Any, preset: str | None) -> dict[str, Any]:
-    """A pretrained model's shape is its own (the context may be cropped); one from scratch
-    is a preset (default mini) with fields overridden, every field written out."""
-    problem = check_keys(GPTConfig, given, section="model")
-    if problem:
-        raise ConfigError(problem)
-    if init_from is not None:
-        clash = sorted(set(given) - {"context_length"}) + (["preset"] if preset else [])
-        if clash:
-            raise ConfigError(
-                f"model.init_from fixes the model's shape: drop model.{', model.'.join(clash)} "
-                "(model.context_length may crop the context)"
-            )
-        return given
-    if not given and preset is None:
-        return {}  # nothing chosen yet: init_from or a preset must come (checked at the run)
-    try:
-        fields = {**preset_fields(preset or "mini"), **given}
-    except ConfigError as exc:
-        raise ConfigError(f"model.preset: {exc}") from None
-    fields.pop("vocab_size", None)  # the tokenizer's
-    full = GPTConfig.from_dict({"vocab_size": 1, **fields}).to_dict()
-    return {k: v for k, v in full.items() if k != "vocab_size"}

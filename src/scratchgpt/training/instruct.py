@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..checkpoint import CheckpointError, load_checkpoint
 from ..config import GPTConfig, InstructRunConfig, SamplingConfig, read_config_file
 from ..data.instructions import (
     Conversation,
@@ -281,22 +281,13 @@ class InstructionTask:
             "data_sha256": self.data_sha256,
             "truncated": self.cut,
         }
-        if self.base_ref is not None:
-            from ..adapters import save_adapter
+        from ..adapters import save_lm_checkpoint
 
-            return save_adapter(
-                directory,
-                model,  # type: ignore[arg-type]
-                self.tokenizer,
-                base=self.base_ref,
-                metadata={**metadata, **about},
-                weights=weights,
-                extra=extra,
-            )
-        return save_checkpoint(
+        return save_lm_checkpoint(
             directory,
             model,  # type: ignore[arg-type]
             self.tokenizer,
+            base=self.base_ref,
             metadata={**metadata, **about},
             weights=weights,
             extra=extra,

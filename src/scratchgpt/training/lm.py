@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..checkpoint import CheckpointError, load_checkpoint
 from ..config import GPTConfig, RunConfig, TrainConfig, load_run_config, preset, read_config_file
 from ..data import RandomWindows, SequentialWindows, WindowLoader, load_text
 from ..device import autocast
@@ -327,22 +327,13 @@ class LanguageModelTask:
         metadata: dict[str, Any],
         extra: Callable[[Path], None],
     ) -> Path:
-        if self.base_ref is not None:  # LoRA: the adapter alone, pinned to its base
-            from ..adapters import save_adapter
+        from ..adapters import save_lm_checkpoint
 
-            return save_adapter(
-                directory,
-                model,  # type: ignore[arg-type]
-                self.tokenizer,
-                base=self.base_ref,
-                metadata=metadata,
-                weights=weights,
-                extra=extra,
-            )
-        return save_checkpoint(
+        return save_lm_checkpoint(
             directory,
             model,  # type: ignore[arg-type]
             self.tokenizer,
+            base=self.base_ref,
             metadata=metadata,
             weights=weights,
             extra=extra,
