@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import platform
+import re
+import resource
 import subprocess
 import sys
 import time
@@ -83,3 +86,49 @@ def write_results(result: dict[str, Any], device: torch.device | None = None) ->
     out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(json.dumps({"bench": result["name"], "written": str(out.relative_to(ROOT))}))
     return out
+
+
+# --- what the fine-tuning benchmarks share: the peers' versions, the data, memory ----------------
+
+
+def package_version(name: str) -> str | None:
+    """The installed version of ``name``, or None when it is not installed (the rows that
+    need it have failed already and say why)."""
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:
+        return None
+
+
+def shared_data_dir(given: Path | None) -> Path:
+    """The public data: ``given``, else $SCRATCHGPT_SHARED_DATA, else ../shared/data."""
+    if given is not None:
+        return given
+    env = os.environ.get("SCRATCHGPT_SHARED_DATA")
+    return Path(env) if env else ROOT.parent / "shared" / "data"
+
+
+def rss_peak_mb() -> float:
+    """This process's peak resident set size so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def reset_rss_peak() -> bool:
+    """Reset the process's peak RSS to its current RSS (Linux >= 4.0); False if refused."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def current_rss_mb() -> float | None:
+    """This process's resident set size now (None where /proc is not there)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    match = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return int(match.group(1)) / 1024 if match else None

@@ -65,8 +65,6 @@ import hashlib
 import json
 import os
 import random
-import re
-import resource
 import shutil
 import statistics
 import subprocess
@@ -78,7 +76,16 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from common import ROOT, header, sync, write_results  # bench/common.py
+from common import (  # bench/common.py
+    current_rss_mb,
+    header,
+    package_version,
+    reset_rss_peak,
+    rss_peak_mb,
+    shared_data_dir,
+    sync,
+    write_results,
+)
 from torch import nn
 
 from scratchgpt.config import GPTConfig, LoRAConfig, preset
@@ -106,13 +113,6 @@ TARGETS = {  # what each comparison should reach (printed as pass/fail, never as
 
 
 # --- data: made once in the parent, read by every worker -----------------------------------
-
-
-def shared_data_dir(given: Path | None) -> Path:
-    if given is not None:
-        return given
-    env = os.environ.get("SCRATCHGPT_SHARED_DATA")
-    return Path(env) if env else ROOT.parent / "shared" / "data"
 
 
 def gpt2_tokenizer(data_dir: Path, cache: Path) -> Any:
@@ -256,28 +256,6 @@ def peer_name(setting: str) -> str:
 
 
 # --- one setting, in its own process -----------------------------------------------------
-
-
-def rss_peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def reset_rss_peak() -> bool:
-    """Reset the process's peak RSS to its current RSS (Linux >= 4.0); False if refused."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def current_rss_mb() -> float | None:
-    try:
-        status = Path("/proc/self/status").read_text()
-    except OSError:
-        return None
-    match = re.search(r"VmRSS:\s+(\d+) kB", status)
-    return int(match.group(1)) / 1024 if match else None
 
 
 def run_worker(args: argparse.Namespace) -> dict[str, Any]:
@@ -488,7 +466,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     lengths = [len(r) for b in data["batches"] for r in b["rows"]]
     result = {
         **header("finetune", device),
-        "peer": {"transformers": _version("transformers"), "peft": _version("peft")},
+        "peer": {"transformers": package_version("transformers"), "peft": package_version("peft")},
         "model": cfg.to_dict(),
         "shape": "quick" if args.quick else "gpt2-124M",
         "weights": f"random, seed {SEED}; the HF side loads their export_hf export",
@@ -518,15 +496,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         write_results(result, device)
     return result
-
-
-def _version(name: str) -> str | None:
-    try:
-        from importlib.metadata import version
-
-        return version(name)
-    except Exception:  # not installed: the rows that need it failed already
-        return None
 
 
 if __name__ == "__main__":

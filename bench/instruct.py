@@ -72,8 +72,6 @@ import argparse
 import hashlib
 import json
 import os
-import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -83,7 +81,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import ROOT, header, sync, write_results  # bench/common.py
+from common import (  # bench/common.py
+    current_rss_mb,
+    header,
+    package_version,
+    reset_rss_peak,
+    rss_peak_mb,
+    shared_data_dir,
+    sync,
+    write_results,
+)
 
 from scratchgpt.config import GPTConfig, preset
 
@@ -99,13 +106,6 @@ TARGETS = {"speed": 1.5, "memory": 1.0}  # printed as pass/fail, never asserted
 
 
 # --- data: made once in the parent, read by both workers ------------------------------------
-
-
-def shared_data_dir(given: Path | None) -> Path:
-    if given is not None:
-        return given
-    env = os.environ.get("SCRATCHGPT_SHARED_DATA")
-    return Path(env) if env else ROOT.parent / "shared" / "data"
 
 
 def make_data(args: argparse.Namespace, cfg: GPTConfig) -> dict[str, Any]:
@@ -188,31 +188,6 @@ def ensure_export(args: argparse.Namespace, cfg: GPTConfig) -> Path:
         torch.manual_seed(SEED)
         export_hf(GPTModel(cfg), get_tokenizer(shared_data_dir(args.shared_data)), out)
     return out
-
-
-# --- memory ------------------------------------------------------------------------------
-
-
-def rss_peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def reset_rss_peak() -> bool:
-    """Reset the process's peak RSS to its current RSS (Linux >= 4.0); False if refused."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def current_rss_mb() -> float | None:
-    try:
-        status = Path("/proc/self/status").read_text()
-    except OSError:
-        return None
-    match = re.search(r"VmRSS:\s+(\d+) kB", status)
-    return int(match.group(1)) / 1024 if match else None
 
 
 # --- the two workers, each in its own process ----------------------------------------------
@@ -520,7 +495,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     batches = data.pop("batches")
     result = {
         **header("instruct", device),
-        "peer": {name: _version(name) for name in ("trl", "transformers", "datasets")},
+        "peer": {name: package_version(name) for name in ("trl", "transformers", "datasets")},
         "model": cfg.to_dict(),
         "shape": "quick" if args.quick else "gpt2-124M",
         "weights": f"random, seed {SEED}; TRL loads their export_hf export",
@@ -550,15 +525,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         write_results(result, device)
     return result
-
-
-def _version(name: str) -> str | None:
-    try:
-        from importlib.metadata import version
-
-        return version(name)
-    except Exception:  # not installed: the TRL side failed already
-        return None
 
 
 if __name__ == "__main__":
