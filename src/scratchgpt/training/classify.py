@@ -71,7 +71,7 @@ from ..errors import ConfigError, DataError
 from ..model import GPTModel, add_class_head
 from ..model.encoder import TransformerClassifier
 from ..tokenizers import Tokenizer, get_tokenizer
-from .finetune import prepare_for_training
+from .finetune import load_starting_point, prepare_for_training
 from .launch import launch, saved_config
 from .metrics import MetricsLogger
 from .runs import TrainResult, new_run_dir
@@ -152,23 +152,12 @@ class ClassificationTask:
                     )
             return tok, EncoderConfig.from_dict({**run.model, **fields})
         if run.init_from is not None:
-            from ..adapters import base_reference
-            from ..pretrained import load_pretrained
-
-            crop = run.model.get("context_length")
-            options = {} if crop is None else {"context_length": crop}
-            self.base, own = load_pretrained(run.init_from, **options)
-            if d.tokenizer is not None:
-                raise ConfigError(
-                    "data.tokenizer is for a GPT trained from scratch: a pretrained model "
-                    "brings its own tokenizer"
-                )
-            if own is None:
-                raise ConfigError(f"{run.init_from} has no tokenizer files: add them first")
-            if run.training.trainable == "lora":
-                self.base_ref = base_reference(
-                    self.base, init_from=run.init_from, context_length=crop
-                )
+            self.base, own, self.base_ref = load_starting_point(
+                run.init_from,
+                crop=run.model.get("context_length"),
+                lora=run.training.trainable == "lora",
+                tokenizer_given=d.tokenizer is not None,
+            )
             return own, self.base.cfg
         # "char" and "simple" are built from the training texts, like the encoder's words.
         tok = get_tokenizer(d.tokenizer or "gpt2", text="\n".join(ex.text for ex in self.train_set))
@@ -190,12 +179,9 @@ class ClassificationTask:
         model = self.base if self.base is not None else GPTModel(self.cfg)
         add_class_head(model, len(self.labels))
         t, lora = self.settings.training, self.settings.lora
-        if t.trainable == "lora" and self.base is None:
-            raise ConfigError(
-                "training.trainable=lora adapts pretrained weights: set model.init_from "
-                "(--init-from gpt2, a directory or a run)"
-            )
-        self.trainable = prepare_for_training(model, t.trainable, lora, new_head=True)
+        self.trainable = prepare_for_training(
+            model, t.trainable, lora, new_head=True, pretrained=self.base is not None
+        )
         self.model = model
         return model
 

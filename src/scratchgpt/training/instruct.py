@@ -50,7 +50,7 @@ from ..generation import Generator
 from ..model import GPTModel, Packing, eval_mode
 from ..templates import get_template
 from ..tokenizers import Tokenizer, get_tokenizer
-from .finetune import prepare_for_training
+from .finetune import load_starting_point, prepare_for_training
 from .launch import launch, saved_config
 from .runs import TrainResult, new_run_dir
 from .task import Batch, Feed, Task
@@ -158,25 +158,12 @@ class InstructionTask:
     def _tokenizer_and_config(self, run: InstructRunConfig) -> tuple[Tokenizer, GPTConfig]:
         d = run.data
         if run.init_from is not None:
-            from ..pretrained import load_pretrained
-
-            if d.tokenizer is not None:
-                raise ConfigError(
-                    "data.tokenizer is for a GPT trained from scratch: a pretrained model "
-                    "brings its own tokenizer"
-                )
-            crop = run.model.get("context_length")
-            self.base, own = load_pretrained(
-                run.init_from, **({} if crop is None else {"context_length": crop})
+            self.base, own, self.base_ref = load_starting_point(
+                run.init_from,
+                crop=run.model.get("context_length"),
+                lora=run.training.trainable == "lora",
+                tokenizer_given=d.tokenizer is not None,
             )
-            if own is None:
-                raise ConfigError(f"{run.init_from} has no tokenizer files: add them first")
-            if run.training.trainable == "lora":
-                from ..adapters import base_reference
-
-                self.base_ref = base_reference(
-                    self.base, init_from=run.init_from, context_length=crop
-                )
             return own, self.base.cfg
         if not run.model:
             raise ConfigError(
@@ -195,11 +182,9 @@ class InstructionTask:
     def build_model(self) -> nn.Module:
         model = self.base if self.base is not None else GPTModel(self.cfg)
         t = self.settings.training
-        if t.trainable == "lora" and self.base is None:
-            raise ConfigError(
-                "training.trainable=lora adapts pretrained weights: set --init-from NAME_OR_DIR"
-            )
-        self.trainable = prepare_for_training(model, t.trainable, self.settings.lora)
+        self.trainable = prepare_for_training(
+            model, t.trainable, self.settings.lora, pretrained=self.base is not None
+        )
         self.model = model
         return model
 

@@ -274,12 +274,9 @@ class LanguageModelTask:
     def build_model(self) -> nn.Module:
         model = self._start_model if self._start_model is not None else GPTModel(self.cfg)
         t = self.run.training
-        if t.trainable == "lora" and self.base_ref is None:
-            raise ConfigError(
-                "training.trainable=lora adapts pretrained weights: set model.init_from "
-                "(--init-from gpt2, a directory or a run)"
-            )
-        self.trainable = prepare_for_training(model, t.trainable, self.run.lora)
+        self.trainable = prepare_for_training(
+            model, t.trainable, self.run.lora, pretrained=self._start_model is not None
+        )
         self.model = model
         return model
 
