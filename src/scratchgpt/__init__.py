@@ -119,6 +119,16 @@ if TYPE_CHECKING:  # the public API, one line per name
     from .quantization import (
         quantize as quantize,
     )
+    from .serving.app import (
+        create_app as create_app,
+    )
+    from .serving.engine import (
+        BatchEngine as BatchEngine,
+        Job as Job,
+    )
+    from .serving.run import (
+        serve as serve,
+    )
     from .templates import (
         Message as Message,
         Template as Template,

@@ -99,7 +99,8 @@ def decode_step(
     input_pos: torch.Tensor,
     pad_offset: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One token per row (B, 1) at cache slot ``input_pos`` (1,) -> its logits (B, V).
+    """One token per row (B, 1) at cache slot ``input_pos`` (1,), or each row at its own
+    (B, 1) -> its logits (B, V).
 
     Everything here has a fixed shape from step to step, which is what lets torch.compile
     (and CUDA graphs) capture it once and replay it.
@@ -374,8 +375,7 @@ class Generator:
         """
         ids = self._encode(prompt)
         idx = torch.tensor([ids], dtype=torch.long, device=self.device)
-        emitted, new_ids = "", []
-        longest_stop = max((len(s) for s in stop), default=0)
+        text = TextStream(self.tokenizer, stop=stop)
         for token in stream(
             self.model,
             idx,
@@ -390,25 +390,12 @@ class Generator:
             tid = int(token[0])
             if tid == self.tokenizer.eot_id:
                 break
-            new_ids.append(tid)
-            text = self.tokenizer.decode(new_ids)
-            if text.endswith("\ufffd"):  # an incomplete UTF-8 character: wait for the rest
-                continue
-            cut = _find_stop(text, stop)
-            if cut is not None:
-                if cut > len(emitted):
-                    yield text[len(emitted) : cut]
+            if piece := text.add(tid):
+                yield piece
+            if text.stopped:
                 return
-            # Hold back what could still be the start of a stop string.
-            safe = len(text) - max(0, longest_stop - 1)
-            if safe > len(emitted):
-                yield text[len(emitted) : safe]
-                emitted = text[:safe]
-        text = self.tokenizer.decode(new_ids)
-        cut = _find_stop(text, stop)
-        end = cut if cut is not None else len(text)
-        if end > len(emitted):
-            yield text[len(emitted) : end]
+        if piece := text.finish():
+            yield piece
 
     def generate_text(
         self,
@@ -477,6 +464,57 @@ class Generator:
         if seed is None:
             return None
         return torch.Generator(device=self.device).manual_seed(seed)
+
+
+class TextStream:
+    """One sequence's new tokens in, readable text out, piece by piece.
+
+    Two things make "decode each token alone" wrong. A byte-level token can end in the
+    middle of a UTF-8 character, so bytes wait until the character is complete (decoding
+    them alone would give U+FFFD). And a stop string can span tokens, so text that could
+    still be the start of one is held back until it is not; once a stop string appears,
+    the text before it is the rest and :attr:`stopped` is set. ``generate``'s streaming and
+    the server's streamed responses both read text through this.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, *, stop: Sequence[str] = ()) -> None:
+        self.tokenizer = tokenizer
+        self.stop = tuple(s for s in stop if s)
+        self.ids: list[int] = []
+        self.stopped = False
+        self._emitted = 0  # characters of the decoded text handed out so far
+        self._hold = max((len(s) for s in self.stop), default=1) - 1
+
+    def add(self, token_id: int) -> str:
+        """Append one token; the text that became safe to show ("" while waiting)."""
+        if self.stopped:
+            return ""
+        self.ids.append(token_id)
+        text = self.tokenizer.decode(self.ids)
+        if text.endswith("\ufffd"):  # an incomplete UTF-8 character: wait for the rest
+            return ""
+        cut = _find_stop(text, self.stop)
+        if cut is not None:
+            self.stopped = True
+            return self._take(text, cut)
+        # Hold back what could still be the start of a stop string.
+        return self._take(text, len(text) - self._hold)
+
+    def finish(self) -> str:
+        """Everything still held back, up to a stop string: the sequence has ended."""
+        if self.stopped:
+            return ""
+        text = self.tokenizer.decode(self.ids)
+        cut = _find_stop(text, self.stop)
+        self.stopped = cut is not None
+        return self._take(text, len(text) if cut is None else cut)
+
+    def _take(self, text: str, end: int) -> str:
+        if end <= self._emitted:
+            return ""
+        piece = text[self._emitted : end]
+        self._emitted = end
+        return piece
 
 
 def _find_stop(text: str, stop: Sequence[str]) -> int | None:

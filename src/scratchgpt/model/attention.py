@@ -95,13 +95,37 @@ class KVCache(nn.Module):
         self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
         self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
 
+    @classmethod
+    def of(cls, k: torch.Tensor, v: torch.Tensor) -> KVCache:
+        """A cache over existing tensors (B, nh, S, hs), typically views of a larger cache:
+        writes go through to that cache's storage. A server keeps one large cache and hands
+        the model views of the rows and slots each step needs (see ``GPTModel.attach_cache``).
+        """
+        cache = cls.__new__(cls)
+        nn.Module.__init__(cache)
+        cache.register_buffer("k", k, persistent=False)
+        cache.register_buffer("v", v, persistent=False)
+        return cache
+
     def update(
         self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write k, v (B, nh, T, hs) at slots ``input_pos`` (T,); return the whole cache."""
+        """Write k, v (B, nh, T, hs) at slots ``input_pos``; return the whole cache.
+
+        ``input_pos`` is (T,), the same slots for every row, or (B, T), each row its own
+        slots: rows of a served batch joined at different times and stand at different
+        positions.
+        """
         B = k.size(0)
-        self.k[:B, :, input_pos] = k
-        self.v[:B, :, input_pos] = v
+        if input_pos.dim() == 1:
+            self.k[:B, :, input_pos] = k
+            self.v[:B, :, input_pos] = v
+        else:
+            rows = torch.arange(B, device=k.device).view(-1, 1)  # (B, 1), against (B, T) slots
+            # Two index tensors around a slice put the indexed dims first: the target is
+            # (B, T, nh, hs), so the new values go in as (B, nh, T, hs) -> (B, T, nh, hs).
+            self.k[rows, :, input_pos] = k.transpose(1, 2)
+            self.v[rows, :, input_pos] = v.transpose(1, 2)
         return self.k[:B], self.v[:B]  # (B, nh, S, hs) each
 
 
@@ -164,8 +188,8 @@ class MultiHeadAttention(nn.Module):
         """x (B, T, C) -> (B, T, C); ``mask`` as in :func:`explicit_attention` (None: causal).
 
         With a KV cache, the new keys and values are written at cache slots ``input_pos`` (T,)
-        and the queries attend over all S slots; ``mask`` (B or 1, 1, T, S) must then say which
-        slots each query may see.
+        or per row (B, T), and the queries attend over all S slots; ``mask`` (B or 1, 1, T, S)
+        must then say which slots each query may see.
         """
         B, T, C = x.shape
         q = self._split_heads(self.W_query(x))  # (B, nh, T, hs)

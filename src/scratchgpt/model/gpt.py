@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -155,8 +155,25 @@ class GPTModel(nn.Module):
         else:
             caches = [KVCache(*shape, dtype=dtype, device=device) for _ in self.trf_blocks]
         self.__dict__["_kept_caches"] = None
+        self.attach_cache(caches)
+
+    def attach_cache(self, caches: Sequence[KVCache]) -> None:
+        """Use these caches, one per block, for the next forward passes.
+
+        :meth:`setup_cache` allocates and attaches; a caller that manages its own cache (the
+        server's batch of rows, see :mod:`scratchgpt.serving.engine`) attaches views of it
+        (:meth:`KVCache.of`) sized to what each step reads.
+        """
+        if len(caches) != len(self.trf_blocks):
+            raise ValueError(f"{len(caches)} caches for {len(self.trf_blocks)} blocks")
         for block, cache in zip(self.trf_blocks, caches, strict=True):
             block.att.kv_cache = cache
+
+    @property
+    def kv_caches(self) -> list[KVCache] | None:
+        """The attached caches, one per block, or None without a cache."""
+        caches = [block.att.kv_cache for block in self.trf_blocks]
+        return None if caches[0] is None else caches
 
     def clear_cache(self, *, keep: bool = False) -> None:
         """Drop the KV cache: forward goes back to the plain full-sequence path.
@@ -190,7 +207,8 @@ class GPTModel(nn.Module):
         """idx (B, T) int64 token ids -> logits (B, T, V), or (N, V) with ``logits_at``.
 
         ``input_pos`` (T,): the positions of these tokens, and the KV-cache slots they are
-        written to (required with a cache; default 0..T-1). ``pad_offset`` (B,): how many
+        written to (required with a cache; default 0..T-1); (B, T) gives each row its own
+        (a server's rows stand at different positions). ``pad_offset`` (B,): how many
         left-padding tokens each row starts with, for batches of prompts of different lengths;
         pads are never attended to and real tokens count their positions from 0.
         ``segments`` (B, T): several texts packed in each row, numbered (each text's tokens
@@ -213,7 +231,7 @@ class GPTModel(nn.Module):
             raise ValueError("the model has a KV cache: pass input_pos, the slots to write")
         if input_pos is None:
             input_pos = torch.arange(T, device=idx.device)
-        pos = input_pos.unsqueeze(0)  # (1, T)
+        pos = input_pos.view(-1, T)  # (T,) -> (1, T), or per row (B, T) as is
         if pad_offset is not None:
             pos = (pos - pad_offset.unsqueeze(1)).clamp_min(0)  # (B, T): real tokens from 0
         if segments is not None:
@@ -250,15 +268,15 @@ def attention_mask(
     left, which is wrong as soon as queries (T new tokens) and keys (S cached slots) differ
     in number. Query t sees slot s when s <= input_pos[t] and s is not left padding; a padding
     query sees only itself, so no row is all -inf (which would give NaN through the softmax).
+    ``input_pos`` is (T,), or (B, T) when each row has its own positions.
     """
-    slots = torch.arange(n_keys, device=input_pos.device)  # (S,)
-    mask = slots.view(1, -1) <= input_pos.view(-1, 1)  # (T, S) causal by position
-    if pad_offset is None:
-        return mask.view(1, 1, *mask.shape)  # (T, S) -> (1, 1, T, S)
-    real = slots.view(1, -1) >= pad_offset.view(-1, 1)  # (B, S): not a padding slot
-    itself = slots.view(1, -1) == input_pos.view(-1, 1)  # (T, S)
-    # (1, T, S) & ((B, 1, S) | (1, T, S)) -> (B, T, S) -> (B, 1, T, S)
-    return (mask.unsqueeze(0) & (real.unsqueeze(1) | itself.unsqueeze(0))).unsqueeze(1)
+    slots = torch.arange(n_keys, device=input_pos.device).view(1, 1, -1)  # (1, 1, S)
+    pos = input_pos.view(-1, input_pos.size(-1), 1)  # (T,) -> (1, T, 1), (B, T) -> (B, T, 1)
+    mask = slots <= pos  # (B or 1, T, S): causal by position
+    if pad_offset is not None:
+        real = slots >= pad_offset.view(-1, 1, 1)  # (B, 1, S): not a padding slot
+        mask = mask & (real | (slots == pos))  # (B, T, S)
+    return mask.unsqueeze(1)  # (B or 1, T, S) -> (B or 1, 1, T, S)
 
 
 def packed_positions(segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
