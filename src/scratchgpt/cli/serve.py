@@ -33,7 +33,7 @@ def register(sub: Any) -> None:
     )
     add_model_source(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on [default: 127.0.0.1]")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on [default: 8000]")
+    p.add_argument("--port", type=int, default=8000, metavar="PORT", help="port to listen on [default: 8000]")
     p.add_argument(
         "--served-model-name",
         metavar="NAME",
@@ -49,6 +49,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--max-batch",
         type=int,
+        metavar="N",
         default=8,
         help="requests decoded together; each holds a row of KV cache as long as the context "
         "[default: 8]",
@@ -56,12 +57,14 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--max-queue",
         type=int,
+        metavar="N",
         default=64,
         help="requests that may wait for a free row; more get 503 with Retry-After [default: 64]",
     )
     p.add_argument(
         "--shutdown-timeout",
         type=float,
+        metavar="SECONDS",
         default=30.0,
         help="on SIGTERM, seconds to let requests in flight finish before cancelling them "
         "[default: 30]",
