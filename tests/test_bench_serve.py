@@ -21,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # The servers the smoke run starts; "ours,transformers" once `scratchgpt serve` is merged.
-CONTENDERS = "transformers"
+CONTENDERS = "ours,transformers"
 LEVELS, MAX_TOKENS, PROMPT_TOKENS = (1, 2), 4, 6
 
 for name in ("fastapi", "uvicorn", "httpx"):

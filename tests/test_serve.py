@@ -344,6 +344,16 @@ def test_cli_checks_flags_before_loading(capsys):
     assert "--max-batch 0: must be >= 1" in err and err.count("\n") == 1
 
 
+def test_a_port_in_use_is_one_clear_error(checkpoint, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--checkpoint", str(checkpoint), "--port", str(port)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"could not serve on 127.0.0.1:{port}" in last and "--port" in last
+
+
 @pytest.mark.slow
 def test_sigterm_with_requests_in_flight_exits_0(checkpoint, reference):
     port = _free_port()

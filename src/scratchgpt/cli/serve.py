@@ -33,7 +33,9 @@ def register(sub: Any) -> None:
     )
     add_model_source(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on [default: 127.0.0.1]")
-    p.add_argument("--port", type=int, default=8000, metavar="PORT", help="port to listen on [default: 8000]")
+    p.add_argument(
+        "--port", type=int, default=8000, metavar="PORT", help="port to listen on [default: 8000]"
+    )
     p.add_argument(
         "--served-model-name",
         metavar="NAME",

@@ -272,19 +272,26 @@ async def _wait_all(session: _Session, request: Request) -> None:
 
 
 def create_app(
-    engine: BatchEngine, *, model_name: str, template: Template | None = None
+    engine: BatchEngine,
+    *,
+    model_name: str,
+    template: Template | None = None,
+    start_engine: bool = True,
 ) -> FastAPI:
     """The FastAPI application serving ``engine`` as ``model_name``.
 
-    The engine's thread starts with the application and stops with it (FastAPI's lifespan),
-    so tests can mount the app in any ASGI server. ``template`` frames chat messages; without
-    one, chat requests are refused with a 400 that says what to do.
+    The engine stops with the application (FastAPI's lifespan) and, with ``start_engine``,
+    starts with it in a thread of its own, so tests can mount the app in any ASGI server;
+    ``start_engine=False`` is for a caller that runs ``engine.run()`` itself (see
+    :func:`scratchgpt.serving.run.serve`). ``template`` frames chat messages; without one,
+    chat requests are refused with a 400 that says what to do.
     """
     server = Server(engine, model_name=model_name, template=template)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine.start()
+        if start_engine:
+            engine.start()
         try:
             yield
         finally:

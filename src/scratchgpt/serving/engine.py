@@ -28,6 +28,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -149,6 +150,7 @@ class BatchEngine:
         self._rows: list[_Row] = []
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._running = threading.Event()  # set while some thread is in run()
         self._stopping = False
         self.stats = EngineStats()
         # The compiled step, and the cache views it was compiled with, by slot count.
@@ -186,12 +188,27 @@ class BatchEngine:
             self._cond.notify()
 
     def start(self) -> BatchEngine:
-        """Run the loop in a daemon thread until :meth:`stop`."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="scratchgpt-engine")
+        """Run the loop (:meth:`run`) in a daemon thread until :meth:`stop`.
+
+        On a CPU, prefer :meth:`run` on the thread that built the model where you can: in
+        PyTorch 2.13 with OpenMP, a thread other than the first to run parallel kernels runs
+        GPT-2's small matrix products about 25% slower (measured: 25 against 31 tokens/s for
+        the gpt2-124M shape on 2 cores), which is why ``scratchgpt serve`` keeps the engine
+        on the main thread and puts the HTTP server in a thread instead.
+        """
+        if self._thread is None and not self._running.is_set():
+            self._thread = threading.Thread(target=self.run, name="scratchgpt-engine")
             self._thread.daemon = True
             self._thread.start()
         return self
+
+    def run(self) -> None:
+        """The loop, on the calling thread, until :meth:`stop` (from another thread)."""
+        self._running.set()
+        try:
+            self._loop()
+        finally:
+            self._running.clear()
 
     def stop(self, timeout: float | None = None) -> None:
         """End the loop after its current step; every unfinished job gets a "cancelled"
@@ -202,6 +219,10 @@ class BatchEngine:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        else:  # a loop some other thread runs (serve's main thread): let its step end
+            deadline = time.monotonic() + (timeout if timeout is not None else 3600.0)
+            while self._running.is_set() and time.monotonic() < deadline:
+                time.sleep(0.005)
         with self._cond:
             left = [r.job for r in self._rows] + list(self._queue)
             self._rows.clear()

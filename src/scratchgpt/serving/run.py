@@ -1,20 +1,27 @@
-"""Run the server: uvicorn around :func:`~scratchgpt.serving.app.create_app`, stopping cleanly.
+"""Run the server: the engine on the main thread, uvicorn's HTTP server in a thread beside it.
 
-On SIGTERM (or Ctrl-C) uvicorn stops accepting connections, lets requests in flight finish
-for up to ``shutdown_timeout`` seconds, cancels the rest (their clients see the connection
-close, never a hang), then stops the engine. A SIGTERM that ends this way is a clean exit, so
-the process exits 0; uvicorn's default of raising the signal again after shutting down would
-make every orchestrated restart look like a crash.
+Why this way round: PyTorch's CPU kernels run fastest on the thread that first ran them (the
+one that loaded the model); on another thread, GPT-2's small matrix products take about 25%
+longer (see :meth:`BatchEngine.start`). The HTTP side is light (parsing, a chunk per token)
+and runs anywhere.
+
+Signals reach only the main thread, so it passes SIGTERM and SIGINT on to uvicorn, which then
+stops accepting connections, lets requests in flight finish for up to ``shutdown_timeout``
+seconds, cancels the rest (their clients see the connection close, never a hang) and shuts the
+application down, which stops the engine's loop. A stop asked for this way is a clean exit:
+:func:`serve` returns and the command exits 0.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import threading
 from types import FrameType
 
 import uvicorn
 
+from ..errors import ConfigError
 from ..model import GPTModel
 from ..templates import Template
 from ..tokenizers import Tokenizer
@@ -22,16 +29,6 @@ from .app import create_app
 from .engine import BatchEngine
 
 log = logging.getLogger(__name__)
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, except that a SIGTERM it shut down for is not raised again."""
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        super().handle_exit(sig, frame)
-        captured = getattr(self, "_captured_signals", [])  # uvicorn >= 0.29 raises them again
-        if sig == signal.SIGTERM and sig in captured:
-            captured.remove(sig)
 
 
 def serve(
@@ -51,20 +48,43 @@ def serve(
 
     ``max_batch`` requests decode together (each holds a row of KV cache for the whole
     context); up to ``max_queue`` more wait, and beyond that requests get 503. ``compile``
-    compiles the decode step (see :class:`BatchEngine`).
+    compiles the decode step (see :class:`BatchEngine`). Call it from the main thread.
     """
     engine = BatchEngine(
         model, tokenizer, max_batch=max_batch, max_queue=max_queue, compile=compile
     )
-    app = create_app(engine, model_name=model_name, template=template)
+    app = create_app(engine, model_name=model_name, template=template, start_engine=False)
+    level = logging.getLogger("scratchgpt").getEffectiveLevel()
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         timeout_graceful_shutdown=shutdown_timeout,
-        log_level=logging.getLevelName(logging.getLogger("scratchgpt").getEffectiveLevel())
-        .lower()
-        .replace("notset", "info"),
+        log_level="warning" if level > logging.INFO else "info",
     )
+    server = uvicorn.Server(config)
+
+    def http() -> None:
+        try:
+            server.run()
+        finally:  # however the HTTP side ends (a port in use, a stop), the loop ends too
+            engine.stop(timeout=shutdown_timeout + 5)
+
+    def pass_on(sig: int, frame: FrameType | None) -> None:
+        server.handle_exit(sig, frame)
+
+    previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGINT, signal.SIGTERM)}
+    thread = threading.Thread(target=http, name="scratchgpt-http")
+    thread.start()
     log.info("serving %s at http://%s:%d/v1 (max batch %d)", model_name, host, port, max_batch)
-    _Server(config).run()
+    try:
+        engine.run()
+    finally:
+        thread.join()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not server.started:
+        raise ConfigError(
+            f"could not serve on {host}:{port} (is the port in use? the log above says why): "
+            "pick another with --port"
+        )
