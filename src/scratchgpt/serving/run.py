@@ -67,6 +67,8 @@ def serve(
     def http() -> None:
         try:
             server.run()
+        except SystemExit:  # uvicorn's way to fail at startup (a port in use): told below
+            pass
         finally:  # however the HTTP side ends (a port in use, a stop), the loop ends too
             engine.stop(timeout=shutdown_timeout + 5)
 
