@@ -2,7 +2,9 @@
 
 The run saves a checkpoint every step with a model big enough that most of the wall time is
 spent writing checkpoints, so the kills land in the middle of writes; after each kill the run
-is resumed (which also cleans up the temporary directory the kill left behind).
+is resumed (which also cleans up the temporary directory the kill left behind). The attempts
+take turns, two by two, at writing in a background thread (training goes on meanwhile) and
+in the training loop, so both ways of writing are killed at random instants and mid-write.
 """
 
 import os
@@ -40,9 +42,10 @@ def test_sigkill_during_checkpoint_writes_never_corrupts(tmp_path, shared_data):
     ]  # fmt: skip
     rng = random.Random(0)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    last_step, mid_write = 0, 0
+    last_step, mid_write = 0, {"--checkpoint-async": 0, "--no-checkpoint-async": 0}
     for attempt in range(KILLS):
-        args = first if attempt == 0 else ["--resume", str(run_dir)]
+        mode = "--checkpoint-async" if attempt // 2 % 2 == 0 else "--no-checkpoint-async"
+        args = [*(first if attempt == 0 else ["--resume", str(run_dir)]), mode]
         proc = subprocess.Popen(
             [sys.executable, "-m", "scratchgpt", "-q", "train", *args],
             env=env,
@@ -70,7 +73,7 @@ def test_sigkill_during_checkpoint_writes_never_corrupts(tmp_path, shared_data):
             proc.wait()
             proc.stderr.close()
         # a hidden temporary directory left behind: this kill landed in the middle of a save
-        mid_write += any((run_dir / "checkpoints").glob(".step-*"))
+        mid_write[mode] += any((run_dir / "checkpoints").glob(".step-*"))
         found = run_checkpoints(run_dir)
         assert found, f"kill {attempt}: no readable checkpoint left"
         step, latest = found[-1]
@@ -79,5 +82,6 @@ def test_sigkill_during_checkpoint_writes_never_corrupts(tmp_path, shared_data):
         assert state["step"] == step and model.cfg.vocab_size == tok.vocab_size
         assert step > last_step  # each attempt made progress and kept it
         last_step = step
-    # The test means something only if kills did land inside writes.
-    assert mid_write >= 5, f"only {mid_write} of {KILLS} kills hit a checkpoint write"
+    # The test means something only if kills did land inside writes, of both kinds.
+    assert sum(mid_write.values()) >= 5, f"only {mid_write} of {KILLS} kills hit a write"
+    assert min(mid_write.values()) >= 2, f"kills that hit a write, by mode: {mid_write}"

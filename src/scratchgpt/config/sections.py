@@ -64,9 +64,21 @@ class TrainConfig:
         "steps between metrics.jsonl rows", 10, aliases=("log_interval_steps",)
     )
     checkpoint_interval: int | None = option(
-        "steps between checkpoints (default: eval_interval); one is always written at the end",
+        "steps between checkpoints (default: none; the clock, checkpoint_minutes, decides); one is "
+        "also written at each new best validation loss and at the end",
         None,
         aliases=("save_interval",),
+    )
+    checkpoint_minutes: float = option(
+        "minutes of wall-clock time between checkpoints (0: off); with checkpoint_interval, "
+        "whichever comes first",
+        10.0,
+    )
+    checkpoint_async: bool = option(
+        "write checkpoints in a background thread from a CPU copy of the state taken at the "
+        "step, so training goes on during the write (the copy costs the weights' and "
+        "optimiser's size in CPU memory until the write ends)",
+        True,
     )
     keep_last: int = option("checkpoints kept (plus the best by validation loss)", 2)
     early_stopping_patience: int = option(
@@ -131,6 +143,7 @@ class TrainConfig:
         if self.max_steps is None and self.epochs is None:
             raise ConfigError("training: set max_steps or epochs (how long to train)")
         for name in (
+            "checkpoint_minutes",
             "sample_interval",
             "early_stopping_patience",
             "min_delta",

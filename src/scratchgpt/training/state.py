@@ -64,6 +64,40 @@ def unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
+def snapshot(obj: Any, memo: dict[tuple[Any, ...], torch.Tensor] | None = None) -> Any:
+    """``obj`` (nested dicts, lists and tuples of tensors and plain values) with every tensor
+    replaced by a CPU copy taken now, so a background thread can write it while training
+    changes the originals in place (AdamW updates its moments and step count in place).
+
+    Tensors that share memory (a tied embedding and output head) stay shared in the copy:
+    one copy each, not one per name. On a GPU the copy is a device-to-host transfer.
+    """
+    memo = {} if memo is None else memo
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach()
+        where = (t.device, t.untyped_storage().data_ptr(), t.storage_offset())
+        key = (*where, t.shape, t.stride(), t.dtype)
+        if t.numel() == 0 or key not in memo:
+            memo[key] = t.to("cpu", copy=True)
+        return memo[key]
+    if isinstance(obj, dict):
+        return {k: snapshot(v, memo) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(snapshot(v, memo) for v in obj)
+    return obj  # a plain value: immutable, or (a string, a number) shared safely
+
+
+def snapshot_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``model.state_dict()`` as :func:`snapshot` copies it, except frozen CPU parameters
+    (a LoRA run's base model), which never change and are referred to, not copied."""
+    memo: dict[tuple[Any, ...], torch.Tensor] = {}
+    weights = {}
+    for name, t in model.state_dict(keep_vars=True).items():
+        frozen = isinstance(t, torch.nn.Parameter) and not t.requires_grad
+        weights[name] = t.detach() if frozen and t.device.type == "cpu" else snapshot(t, memo)
+    return weights
+
+
 def write_state(directory: Path, state: dict[str, Any]) -> None:
     """Write ``state`` (nested dicts of tensors and plain values) into ``directory``."""
     tensors: dict[str, torch.Tensor] = {}

@@ -88,9 +88,11 @@ class Task(Protocol):
         metadata: dict[str, Any],
         extra: Callable[[Path], None],
     ) -> Path:
-        """Write a checkpoint of ``model`` (or ``weights``, gathered from FSDP shards) with
-        what it needs beside the weights (a tokenizer, labels), atomically; ``extra(tmp)``
-        adds the trainer's state files before the directory is moved into place."""
+        """Write a checkpoint of ``model`` (or ``weights``, gathered from FSDP shards or a
+        snapshot) with what it needs beside the weights (a tokenizer, labels), atomically;
+        ``extra(tmp)`` adds the trainer's state files before the directory is moved into
+        place. With ``weights`` given this may run on a background thread while training
+        goes on: read ``model`` for its structure and config only, never its tensors."""
         ...
 
     def load(self, checkpoint: Path) -> dict[str, torch.Tensor]:

@@ -15,7 +15,10 @@ accumulation, clipping, fused AdamW, bf16 autocast. Never losing work:
 
 - a checkpoint is a complete directory written beside its final name and renamed into place
   (:func:`scratchgpt.files.atomic_directory`), so killing the process at any instant
-  leaves the previous checkpoint intact; the last K are kept, plus the best by validation loss;
+  leaves the previous checkpoint intact; the last K are kept, plus the best by validation loss.
+  One is due every ``checkpoint_interval`` steps or ``checkpoint_minutes`` of wall-clock time,
+  at a new best validation loss and at the end (:mod:`.checkpointer`); it is copied to CPU
+  memory at the step and written by a background thread while training goes on;
 - it holds the full state (weights, AdamW moments, step, data position, RNG states, loss
   scaler), and a batch is a pure function of its number, so a resumed run repeats the
   uninterrupted one exactly;
@@ -44,11 +47,12 @@ from ..errors import ConfigError, TrainingError
 from ..files import atomic_write_text
 from ..model import eval_mode, num_parameters
 from . import distributed
+from .checkpointer import CheckpointSchedule, CheckpointWriter, write_checkpoint
 from .metrics import EvalProgress, MetricsLogger, log_to_file, peak_flops
 from .optim import lr_at, make_optimizer, run_length
-from .runs import CONFIG_FILE, TrainResult, prune_checkpoints, remove_stale_saves, step_dir
+from .runs import CONFIG_FILE, TrainResult, remove_stale_saves, step_dir
 from .signals import StopSignals
-from .state import TrainState, read_state, rng_state, set_rng_state, write_state
+from .state import TrainState, read_state, rng_state, set_rng_state, snapshot, snapshot_weights
 from .task import Batch, EvaluationStopped, RunSpec, Task
 
 log = logging.getLogger(__name__)
@@ -85,11 +89,19 @@ class Trainer:
         self.state = TrainState()
         self.history: list[dict[str, Any]] = []
         self.pending: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (step, loss, norm)
-        self.last_checkpoint: Path | None = None
-        self.saved_step: int | None = None
+        self.saved_step: int | None = None  # the step of the latest save (perhaps in flight)
+        self.writer = CheckpointWriter(background=self.config.checkpoint_async)
         self.signals = StopSignals(lost=self._lost)
         self.interval_start, self.interval_seen = time.perf_counter(), 0
         self.setup()
+        t = self.config  # several processes read the clock where they agree on stopping
+        self.schedule = CheckpointSchedule(
+            steps=t.checkpoint_interval,
+            minutes=t.checkpoint_minutes,
+            world=world,
+            device=device,
+            agree_every=t.log_interval,
+        )
         if resume_from is not None:
             self.resume(resume_from)
         elif world.distributed:
@@ -168,7 +180,7 @@ class Trainer:
         else:  # other processes' RNGs were not saved: a fresh, deterministic stream each
             torch.manual_seed(t.seed + 1_000_003 * world.rank + s.step)
         self.sample_gen.set_state(saved["rng"]["sample"])
-        self.last_checkpoint, self.saved_step = checkpoint, s.step
+        self.writer.landed, self.saved_step = (s.step, checkpoint), s.step
         log.info("resuming %s at step %d", self.run_dir, s.step)
 
     # --- the loop -------------------------------------------------------------------------
@@ -192,13 +204,15 @@ class Trainer:
         try:
             with log_file, self.metrics, logging_redirect_tqdm(), self.signals:
                 self._log_start()
-                if self.state.step == 0 and self.state.last_val is None:
-                    self._first_evaluation()
-                while not self._finished():
-                    if self.train_step():
-                        self.end_of_step()
-                    else:  # abandoned by a second signal: save the last completed step
-                        self.save_checkpoint()
+                self.schedule.saved()  # the clock starts with the training
+                with self.writer.landing():  # the last write lands before the run returns
+                    if self.state.step == 0 and self.state.last_val is None:
+                        self._first_evaluation()
+                    while not self._finished():
+                        if self.train_step():
+                            self.end_of_step()
+                        else:  # abandoned by a second signal: save the last completed step
+                            self.save_checkpoint()
                 if self.state.interrupted:
                     log.warning(
                         "stopped at step %d by %s; resume with: %s",
@@ -312,9 +326,11 @@ class Trainer:
             self.bar.set_postfix(loss=f"{row['train_loss']:.3f}", lr=f"{row['lr']:.2e}")
         s.interrupted = stop
         is_best = evaluated and s.best_step == s.step
-        ckpt_every = t.checkpoint_interval or t.eval_interval
-        if s.step % ckpt_every == 0 or last or stop or s.stopped_early or is_best:
+        due = self.schedule.due(s.step)  # on every step: processes may have to agree
+        if due or last or stop or s.stopped_early or is_best:
             self.save_checkpoint()
+        else:
+            self.writer.check()  # a background write that failed stops the run now
         if not stop:
             self.maybe_sample()
 
@@ -342,7 +358,7 @@ class Trainer:
                 what, value = ("loss", loss) if not math.isfinite(loss) else ("gradient norm", norm)
                 raise TrainingError(
                     f"the {what} became {value} at step {step}: training stopped. The last good "
-                    f"checkpoint is {self.last_checkpoint or 'none was saved yet'}. Resume from "
+                    f"checkpoint is {self.writer.newest or 'none was saved yet'}. Resume from "
                     "it (--resume) with a lower training.lr, a smaller training.grad_clip, more "
                     "warmup, or training.precision=fp32"
                 )
@@ -423,18 +439,25 @@ class Trainer:
 
     # --- checkpoints and samples ----------------------------------------------------------
 
-    def save_checkpoint(self) -> Path | None:
-        """Save the current step (weights checked finite first); keep the last K and the best."""
+    def save_checkpoint(self) -> None:
+        """Save the current step (weights checked finite first); keep the last K and the best.
+
+        With ``checkpoint_async`` the state is copied to CPU memory here, at the step
+        boundary, and written by a background thread while training goes on; otherwise it
+        is written before this returns. Either way one write is in flight at most.
+        """
         s, t = self.state, self.config
         if self.saved_step == s.step:
-            return self.last_checkpoint
+            return
         if self.pending:  # never save weights whose losses were not checked
             self.record(self.flush_metrics())
         with self._paused():
+            self.writer.wait(before=s.step)  # the previous write first: one copy in memory
             weights, optim_state = distributed.full_state(self.model, self.optimizer, fsdp=t.fsdp)
             self.saved_step = s.step
+            self.schedule.saved()
             if not self.writing:
-                return None
+                return
             last = self.history[-1] if self.history else {}
             state = {
                 **s.to_dict(self.task.unit),
@@ -451,16 +474,16 @@ class Trainer:
                 "interrupted": s.interrupted,
                 "run": self.run_config.to_dict(),
             }
-            path = self.task.save(
-                step_dir(self.run_dir, s.step),
-                self.model,
-                weights=weights,
-                metadata=metadata,
-                extra=lambda tmp: write_state(tmp, state),
-            )
-            prune_checkpoints(self.run_dir, keep_last=t.keep_last, best_step=s.best_step)
-        self.last_checkpoint = path
-        return path
+            if self.writer.background:
+                # Copies, taken now: the next steps change weights and AdamW moments in place.
+                # (With FSDP the gathered state is copied too: some of it is the live tensors.)
+                weights = snapshot_weights(self.model) if weights is None else snapshot(weights)
+                state = snapshot(state)
+            write = functools.partial(
+                write_checkpoint, self.task, self.model, self.run_dir, s.step, weights=weights,
+                state=state, metadata=metadata, keep_last=t.keep_last, best_step=s.best_step,
+            )  # fmt: skip
+            self.writer.submit(s.step, step_dir(self.run_dir, s.step), write)
 
     def maybe_sample(self) -> None:
         """Log a sample every ``sample_interval`` steps and at the end."""
@@ -499,15 +522,16 @@ class Trainer:
 
     def _lost(self) -> str:
         """What quitting now loses, and where the last checkpoint is."""
-        s = self.state
-        if self.last_checkpoint is None:
+        s, landed, unlanded = self.state, self.writer.landed, self.writer.unlanded
+        cut = f" (the write of step {unlanded[0]} is cut short)" if unlanded else ""
+        if landed is None:
             return (
-                f"No checkpoint was saved yet: {s.step} trained step(s) are lost; "
+                f"No checkpoint was saved yet{cut}: {s.step} trained step(s) are lost; "
                 f"`--resume {self.run_dir}` starts the run over from step 0"
             )
         return (
-            f"The steps after {self.saved_step} (up to {s.step} and the one in progress) are "
-            f"lost; the last checkpoint is {self.last_checkpoint}"
+            f"The steps after {landed[0]} (up to {s.step} and the one in progress) are "
+            f"lost{cut}; the last checkpoint is {landed[1]}"
         )
 
     def _log_start(self) -> None:
