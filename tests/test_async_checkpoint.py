@@ -9,6 +9,7 @@ import dataclasses
 import json
 import logging
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -93,6 +94,31 @@ def test_snapshot_copies_now_and_keeps_shared_tensors_shared():
     model.trf_blocks[0].att.W_query.weight.requires_grad_(False)
     frozen = snapshot_weights(model)["trf_blocks.0.att.W_query.weight"]
     assert frozen.data_ptr() == model.trf_blocks[0].att.W_query.weight.data_ptr()
+
+
+def test_the_writer_runs_one_write_at_a_time_and_says_what_is_in_flight(tmp_path, caplog):
+    writer = checkpointer.CheckpointWriter(background=True)
+    release, order = threading.Event(), []
+
+    def write(step: int, *, hold: bool = False):
+        def run() -> Path:
+            if hold:
+                assert release.wait(timeout=60)
+            order.append(step)
+            return tmp_path / f"step-{step}"
+
+        return run
+
+    writer.submit(1, tmp_path / "step-1", write(1, hold=True))
+    assert writer.unlanded == (1, tmp_path / "step-1") and writer.newest == tmp_path / "step-1"
+    assert writer.landed is None
+    caplog.set_level(logging.INFO, logger="scratchgpt")
+    threading.Timer(0.2, release.set).start()
+    writer.submit(2, tmp_path / "step-2", write(2))  # waits for step 1 first
+    assert "the checkpoint of step 1 is still being written: saving step 2 waits" in caplog.text
+    writer.wait()
+    assert order == [1, 2] and writer.landed == (2, tmp_path / "step-2")
+    assert writer.unlanded is None
 
 
 def test_background_checkpoints_equal_inline_ones_and_resume_exactly(
