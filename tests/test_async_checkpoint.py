@@ -198,7 +198,8 @@ def test_a_failed_background_write_stops_the_run(tmp_path, shared_data, monkeypa
         return real(task, model, run_dir, step, **kwargs)
 
     monkeypatch.setattr(trainer_mod, "write_checkpoint", failing)
-    run = tiny_run(shared_data("the-verdict.txt"), checkpoint_interval=2, eval_interval=100)
+    run = tiny_run(shared_data("the-verdict.txt"), checkpoint_interval=2, eval_interval=100,
+                   checkpoint_async=True)  # fmt: skip
     with pytest.raises(OSError, match="No space left on device"):
         train(run, out_dir=tmp_path / "r")
     # the error stopped the run at the next step, or at the next save at the latest
@@ -211,6 +212,13 @@ def test_the_checkpoint_fields_are_checked():
     with pytest.raises(ConfigError, match="checkpoint_minutes=-1"):
         TrainConfig(checkpoint_minutes=-1.0)
     assert dataclasses.replace(TrainConfig(), checkpoint_minutes=0).checkpoint_minutes == 0
+    # by default, background writes where the host's cores are free (a GPU run), not on a CPU
+    assert TrainConfig().checkpoint_async is None
+    assert not checkpointer.writes_in_background(None, torch.device("cpu"))
+    assert checkpointer.writes_in_background(None, torch.device("cuda", 0))
+    assert checkpointer.writes_in_background(True, torch.device("cpu"))
+    assert not checkpointer.writes_in_background(False, torch.device("cuda", 0))
+    assert checkpointer.CheckpointWriter(background=None, device=torch.device("cuda", 0)).background
 
 
 @pytest.mark.slow
@@ -227,7 +235,8 @@ def test_fsdp_processes_agree_on_the_clock_and_write_in_the_background(tmp_path,
 
     out = tmp_path / "fsdp"
     args = train_args(shared_data("the-verdict.txt"), out, "--training.fsdp", "true",
-                      "--checkpoint-minutes", "1e-9", "--keep-last", "20")  # fmt: skip
+                      "--checkpoint-minutes", "1e-9", "--keep-last", "20",
+                      "--checkpoint-async")  # fmt: skip
     run(args, procs=2)
     found = run_checkpoints(out)
     assert [s for s, _ in found] == list(range(1, STEPS + 1))

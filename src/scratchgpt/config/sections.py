@@ -74,11 +74,12 @@ class TrainConfig:
         "whichever comes first",
         10.0,
     )
-    checkpoint_async: bool = option(
+    checkpoint_async: bool | None = option(
         "write checkpoints in a background thread from a CPU copy of the state taken at the "
         "step, so training goes on during the write (the copy costs the weights' and "
-        "optimiser's size in CPU memory until the write ends)",
-        True,
+        "optimiser's size in CPU memory until the write ends); default: on with a GPU, off "
+        "on the CPU, where the write's own work takes the cores from training",
+        None,
     )
     keep_last: int = option("checkpoints kept (plus the best by validation loss)", 2)
     early_stopping_patience: int = option(

@@ -17,8 +17,8 @@ accumulation, clipping, fused AdamW, bf16 autocast. Never losing work:
   (:func:`scratchgpt.files.atomic_directory`), so killing the process at any instant
   leaves the previous checkpoint intact; the last K are kept, plus the best by validation loss.
   One is due every ``checkpoint_interval`` steps or ``checkpoint_minutes`` of wall-clock time,
-  at a new best validation loss and at the end (:mod:`.checkpointer`); it is copied to CPU
-  memory at the step and written by a background thread while training goes on;
+  at a new best validation loss and at the end (:mod:`.checkpointer`); on a GPU it is copied
+  to CPU memory at the step and written by a background thread while training goes on;
 - it holds the full state (weights, AdamW moments, step, data position, RNG states, loss
   scaler), and a batch is a pure function of its number, so a resumed run repeats the
   uninterrupted one exactly;
@@ -90,7 +90,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.pending: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (step, loss, norm)
         self.saved_step: int | None = None  # the step of the latest save (perhaps in flight)
-        self.writer = CheckpointWriter(background=self.config.checkpoint_async)
+        self.writer = CheckpointWriter(background=self.config.checkpoint_async, device=device)
         self.signals = StopSignals(lost=self._lost)
         self.interval_start, self.interval_seen = time.perf_counter(), 0
         self.setup()
