@@ -10,9 +10,10 @@ Two questions the training loop asks about checkpoints, answered here so the loo
 - **Who writes it?** :class:`CheckpointWriter`: the caller copies the state to CPU memory at
   the step boundary (:func:`~.state.snapshot`) and hands over a function that writes that
   copy; the writer runs it in a background thread while training goes on, the way PyTorch's
-  asynchronous distributed checkpointing (``torch.distributed.checkpoint.async_save``) does.
-  At most one write is in flight: the next save waits for it (and says so), so there are
-  never two copies of the state in memory. The write itself is unchanged: a hidden
+  asynchronous distributed checkpointing (``torch.distributed.checkpoint.async_save``) does
+  (by default with a GPU only: :func:`writes_in_background`). At most one write is in
+  flight: the next save waits for it (and says so), so there are never two copies of the
+  state in memory. The write itself is unchanged: a hidden
   directory, fsynced, renamed into place, so a kill during a background write leaves the
   previous checkpoint intact and no half-written one visible.
 """
