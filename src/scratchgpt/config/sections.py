@@ -68,8 +68,8 @@ class TrainConfig:
         aliases=("lr_scheduler_type",),
     )
     cooldown_fraction: float = option(
-        "wsd: the fraction of max_steps at the end spent decaying to min_lr (0.2: a cooldown "
-        "of about a fifth matched cosine in Hagele et al. 2024)",
+        "wsd: the fraction of max_steps at the end spent decaying to min_lr (Hägele et al. "
+        "2024 study such cooldowns against cosine)",
         0.2,
         aliases=("cooldown_frac", "decay_fraction"),
     )
