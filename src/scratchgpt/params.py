@@ -100,8 +100,9 @@ def parameter_breakdown(cfg: GPTConfig) -> ParamCount:
     # A LayerNorm has a scale and (with bias) a shift per feature; an RMSNorm a scale only.
     per_norm = 2 if cfg.norm == "layernorm" and cfg.bias else 1
     parts = "scale + shift" if per_norm == 2 else "scale"
+    kind = "layer norm" if cfg.norm == "layernorm" else "RMS norm"
     norms = ParamCount(
-        f"{cfg.norm}s (2 per block)", 2 * per_norm * C, f"2 × ({parts}) = {2 * per_norm} × {_n(C)}"
+        f"{kind}s (2 per block)", 2 * per_norm * C, f"2 × ({parts}) = {2 * per_norm} × {_n(C)}"
     )
     block = _group("transformer block", attention, feed_forward, norms)
     if cfg.tie_weights:
@@ -112,7 +113,7 @@ def parameter_breakdown(cfg: GPTConfig) -> ParamCount:
         "total",
         _group("embeddings", token, position),
         _group("transformer blocks", *block.parts, repeat=L, formula=f"{L} × {_n(block.count)}"),
-        ParamCount(f"final {cfg.norm}", per_norm * C, f"{parts} = {per_norm} × {_n(C)}"),
+        ParamCount(f"final {kind}", per_norm * C, f"{parts} = {per_norm} × {_n(C)}"),
         head,
     )
 
