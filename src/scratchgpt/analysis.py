@@ -34,15 +34,20 @@ def attention_modules(model: nn.Module) -> list[MultiHeadAttention]:
 
 
 def weights_from_input(
-    att: MultiHeadAttention, x: torch.Tensor, *, mask: torch.Tensor | None
+    att: MultiHeadAttention,
+    x: torch.Tensor,
+    *,
+    mask: torch.Tensor | None,
+    rope: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """The attention weights ``att`` forms for input x (B, T, C): (B, nh, T, T).
 
-    ``mask`` as the attention functions take it (None: causal). Dropout is left out: these are
-    the weights the model means, not one random draw of them.
+    ``mask`` as the attention functions take it (None: causal); ``rope`` the rotation the
+    model passed, if it uses RoPE. Dropout is left out: these are the weights the model
+    means, not one random draw of them.
     """
-    q = att._split_heads(att.W_query(x))  # (B, T, C) -> (B, nh, T, hs)
-    k = att._split_heads(att.W_key(x))  # (B, T, C) -> (B, nh, T, hs)
+    q, k, _ = att.project(x, rope=rope)  # (B, nh, T, hs), (B, nkv, T, hs)
+    k = att.expand_kv(k)  # (B, nkv, T, hs) -> (B, nh, T, hs)
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, nh, T, T)
     if mask is None:
         T = x.size(1)
@@ -66,7 +71,9 @@ def attention_weights(model: nn.Module, idx: torch.Tensor, **forward_kwargs: Any
 
     def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         assert isinstance(module, MultiHeadAttention)
-        captured.append(weights_from_input(module, args[0], mask=kwargs.get("mask")))
+        captured.append(
+            weights_from_input(module, args[0], mask=kwargs.get("mask"), rope=kwargs.get("rope"))
+        )
 
     _run_hooked(
         model,

@@ -74,20 +74,36 @@ def parameter_breakdown(cfg: GPTConfig) -> ParamCount:
         position = ParamCount(
             "position embedding", ctx * C, f"context_length × emb_dim = {_n(ctx)} × {_n(C)}"
         )
+    elif cfg.pos_encoding == "rope":
+        position = ParamCount("position encoding", 0, "rope: rotations inside attention, none")
     else:
         position = ParamCount("position encoding", 0, "sinusoidal: fixed waves, no parameters")
-    attention = _group(
-        "multi-head attention",
-        _linear("W_query, W_key, W_value", C, C, bias=cfg.qkv_bias, n=3),
-        _linear("out_proj", C, C, bias=True),
-    )
+    kv = cfg.kv_heads * cfg.head_dim  # the width of W_key and W_value (C unless GQA)
+    if kv == C:
+        qkv = [_linear("W_query, W_key, W_value", C, C, bias=cfg.qkv_bias, n=3)]
+    else:
+        qkv = [
+            _linear("W_query", C, C, bias=cfg.qkv_bias),
+            _linear(f"W_key, W_value ({cfg.kv_heads} kv heads)", C, kv, bias=cfg.qkv_bias, n=2),
+        ]
+    if cfg.qk_norm:
+        hs = cfg.head_dim
+        qkv.append(ParamCount("qk-norm gains", 2 * hs, f"q and k: 2 × head_dim = 2 × {_n(hs)}"))
+    attention = _group("multi-head attention", *qkv, _linear("out_proj", C, C, bias=cfg.bias))
+    H = cfg.hidden_dim
+    widths, what = (2, "gate and value") if cfg.mlp == "swiglu" else (1, cfg.mlp)
     feed_forward = _group(
         "feed-forward",
-        _linear("expand (emb_dim -> 4 emb_dim)", C, 4 * C, bias=True),
-        _linear("project (4 emb_dim -> emb_dim)", 4 * C, C, bias=True),
+        _linear(f"expand (emb_dim -> {widths} × {_n(H)}, {what})", C, widths * H, bias=cfg.bias),
+        _linear(f"project ({_n(H)} -> emb_dim)", H, C, bias=cfg.bias),
     )
-    # Each LayerNorm has a scale and a shift per feature.
-    norms = ParamCount("layer norms (2 per block)", 2 * 2 * C, f"2 × (scale + shift) = 4 × {_n(C)}")
+    # A LayerNorm has a scale and (with bias) a shift per feature; an RMSNorm a scale only.
+    per_norm = 2 if cfg.norm == "layernorm" and cfg.bias else 1
+    parts = "scale + shift" if per_norm == 2 else "scale"
+    kind = "layer norm" if cfg.norm == "layernorm" else "RMS norm"
+    norms = ParamCount(
+        f"{kind}s (2 per block)", 2 * per_norm * C, f"2 × ({parts}) = {2 * per_norm} × {_n(C)}"
+    )
     block = _group("transformer block", attention, feed_forward, norms)
     if cfg.tie_weights:
         head = ParamCount("output head", 0, "tied: reuses the token embedding (counted there)")
@@ -97,7 +113,7 @@ def parameter_breakdown(cfg: GPTConfig) -> ParamCount:
         "total",
         _group("embeddings", token, position),
         _group("transformer blocks", *block.parts, repeat=L, formula=f"{L} × {_n(block.count)}"),
-        ParamCount("final layer norm", 2 * C, f"scale + shift = 2 × {_n(C)}"),
+        ParamCount(f"final {kind}", per_norm * C, f"{parts} = {per_norm} × {_n(C)}"),
         head,
     )
 

@@ -19,10 +19,14 @@ from .validate import check_field_types, check_keys, from_data, one_of, option, 
 
 AttentionImpl = Literal["explicit", "sdpa"]
 ATTENTION_IMPLS: tuple[str, ...] = get_args(AttentionImpl)
-PosEncoding = Literal["learned", "sinusoidal"]
+PosEncoding = Literal["learned", "sinusoidal", "rope"]
 POS_ENCODINGS: tuple[str, ...] = get_args(PosEncoding)
 WeightInit = Literal["gpt2", "torch"]
 WEIGHT_INITS: tuple[str, ...] = get_args(WeightInit)
+NormKind = Literal["layernorm", "rmsnorm"]
+NORMS: tuple[str, ...] = get_args(NormKind)
+MLPKind = Literal["gelu", "relu2", "swiglu"]
+MLPS: tuple[str, ...] = get_args(MLPKind)
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,7 @@ class GPTConfig:
     )
     n_layers: int = option("transformer blocks", 12, aliases=("num_layers", "n_layer"))
     drop_rate: float = option("dropout probability", 0.1, aliases=("dropout",))
-    qkv_bias: bool = option(
-        "bias in the query/key/value projections (GPT-2: true)", False, aliases=("bias",)
-    )
+    qkv_bias: bool = option("bias in the query/key/value projections (GPT-2: true)", False)
     # Share the token embedding with the output head (GPT-2 does; the book's model does not).
     tie_weights: bool = option(
         "share the token embedding with the output head (GPT-2: true)", False
@@ -83,6 +85,41 @@ class GPTConfig:
         "gpt2",
     )
 
+    # --- Options from the models after GPT-2 (all off by default: the default is GPT-2) ---
+    # RoPE (Su et al. 2021, RoFormer): rotate each head's queries and keys by angles that grow
+    # with position, so a query-key score depends only on their distance; no position table.
+    rope_base: float = option("RoPE's base: the longest wavelength is 2 pi x this", 10000.0)
+    # RMSNorm (Zhang & Sennrich 2019): scale by the root mean square, no mean, no shift;
+    # cheaper than LayerNorm and just as good in the models since (LLaMA, the speedrun).
+    norm: NormKind = option("layernorm (GPT-2) or rmsnorm", "layernorm")
+    # The MLP's activation: GPT-2's GELU; ReLU squared (So et al. 2021, Primer; the speedrun);
+    # SwiGLU (Shazeer 2020; LLaMA), a gated unit with a third matrix, so its hidden width is
+    # 2/3 of 4 x emb_dim (rounded up to a multiple of 64) to keep the parameter count.
+    mlp: MLPKind = option("MLP activation: gelu (GPT-2), relu2 or swiglu", "gelu")
+    mlp_hidden: int | None = option(
+        "MLP hidden width (default: 4 x emb_dim; swiglu: 8/3 x emb_dim, rounded up)", None
+    )
+    # QK-norm (Dehghani et al. 2023; OLMo 2, the speedrun): RMSNorm on each head's queries and
+    # keys, which bounds the attention logits and steadies training at high learning rates.
+    qk_norm: bool = option("RMSNorm on each head's queries and keys", False)
+    # nanoGPT's `bias`: false drops every bias (attention output, MLP) and the norms' shift.
+    bias: bool = option(
+        "biases in the attention output and MLP layers and shifts in the norms (GPT-2: true)",
+        True,
+    )
+    # Grouped-query attention (Ainslie et al. 2023): several query heads share one key/value
+    # head, so the KV cache (and its memory traffic when decoding) shrinks by n_heads / this.
+    n_kv_heads: int | None = option(
+        "key/value heads (grouped-query attention; default n_heads, plain multi-head)",
+        None,
+        aliases=("n_kv_head", "num_key_value_heads"),
+    )
+    # Start each block's two output projections at zero (the speedrun): every block begins
+    # as the identity on the residual stream and grows from there.
+    zero_init_proj: bool = option("zero-initialise attention and MLP output projections", False)
+    # Gemma 2's soft cap: logits = cap x tanh(logits / cap) keeps them within +-cap.
+    logit_softcap: float | None = option("cap the output logits smoothly at +-this", None)
+
     def __post_init__(self) -> None:
         check_field_types(self)
         for name in (
@@ -110,9 +147,34 @@ class GPTConfig:
             ("attn_impl", ATTENTION_IMPLS),
             ("pos_encoding", POS_ENCODINGS),
             ("init", WEIGHT_INITS),
+            ("norm", NORMS),
+            ("mlp", MLPS),
         ):
             if getattr(self, name) not in allowed:
                 raise ConfigError(one_of(name, getattr(self, name), allowed))
+        if self.n_kv_heads is not None and (
+            self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads != 0
+        ):
+            divisors = [d for d in range(1, self.n_heads + 1) if self.n_heads % d == 0]
+            raise ConfigError(
+                f"n_kv_heads={self.n_kv_heads}: must divide n_heads={self.n_heads} (each "
+                f"key/value head serves a group of query heads); one of {divisors}"
+            )
+        if self.pos_encoding == "rope" and self.head_dim % 2 != 0:
+            raise ConfigError(
+                f"pos_encoding='rope' rotates pairs of dimensions, so the head size "
+                f"emb_dim / n_heads = {self.head_dim} must be even"
+            )
+        if not self.rope_base > 1:
+            raise ConfigError(f"rope_base={self.rope_base}: must be > 1")
+        if self.mlp_hidden is not None and self.mlp_hidden < 1:
+            raise ConfigError(f"mlp_hidden={self.mlp_hidden}: must be >= 1")
+        if self.logit_softcap is not None and not self.logit_softcap > 0:
+            raise ConfigError(f"logit_softcap={self.logit_softcap}: must be > 0")
+        if self.qkv_bias and not self.bias:
+            raise ConfigError(
+                "qkv_bias=true with bias=false: bias=false drops every bias; set qkv_bias=false"
+            )
         if self.pos_encoding == "sinusoidal" and self.emb_dim % 2 != 0:
             raise ConfigError(
                 f"emb_dim={self.emb_dim}: pos_encoding='sinusoidal' pairs the dimensions into "
@@ -129,6 +191,24 @@ class GPTConfig:
     def head_dim(self) -> int:
         """Dimensions per attention head (hs in the shape comments)."""
         return self.emb_dim // self.n_heads
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads: ``n_kv_heads``, or ``n_heads`` for plain multi-head attention."""
+        return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
+
+    @property
+    def hidden_dim(self) -> int:
+        """The MLP's hidden width: ``mlp_hidden``, else 4 x emb_dim, and for SwiGLU two
+        thirds of that (its third matrix then keeps the parameter count), rounded up to a
+        multiple of 64 for fast matmuls (of 8 below 1024, where 64 would add too much)."""
+        if self.mlp_hidden is not None:
+            return self.mlp_hidden
+        if self.mlp == "swiglu":
+            width = 8 * self.emb_dim // 3
+            multiple = 64 if width >= 1024 else 8
+            return -(-width // multiple) * multiple
+        return 4 * self.emb_dim
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GPTConfig:

@@ -19,6 +19,10 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 Loader = Literal["auto", "sequential", "random"]
 LOADERS: tuple[str, ...] = get_args(Loader)
+Optimizer = Literal["adamw", "muon"]
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+Schedule = Literal["cosine", "wsd"]
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
 
 
 @dataclass(frozen=True)
@@ -45,16 +49,51 @@ class TrainConfig:
         1,
         aliases=("gradient_accumulation_steps", "accumulation_steps"),
     )
-    lr: float = option("peak learning rate", 3e-3, aliases=("learning_rate",))
-    min_lr: float = option("learning rate at the end of the cosine decay", 3e-4)
+    lr: float = option(
+        "peak learning rate (AdamW's; Muon's is muon_lr)", 3e-3, aliases=("learning_rate",)
+    )
+    min_lr: float = option(
+        "learning rate at the end of the decay (Muon's end is muon_lr * min_lr / lr)", 3e-4
+    )
     warmup_steps: int | None = option(
         "steps of linear warmup (default: 10 percent of max_steps, at most 100)",
         None,
         aliases=("warmup_iters",),
     )
-    weight_decay: float = option("AdamW weight decay (on matrices and embeddings only)", 0.1)
+    schedule: Schedule = option(
+        "after warmup: cosine (down to min_lr over the rest of the run) or wsd "
+        "(warmup-stable-decay: lr held, then a straight line down to min_lr over the last "
+        "cooldown_fraction of max_steps)",
+        "cosine",
+        aliases=("lr_scheduler_type",),
+    )
+    cooldown_fraction: float = option(
+        "wsd: the fraction of max_steps at the end spent decaying to min_lr (Hägele et al. "
+        "2024 study such cooldowns against cosine)",
+        0.2,
+        aliases=("cooldown_frac", "decay_fraction"),
+    )
+    weight_decay: float = option(
+        "decoupled weight decay, times the rate, on matrices and embeddings only (AdamW's, "
+        "and Muon's on its matrices)",
+        0.1,
+    )
     beta1: float = option("AdamW beta1", 0.9)
     beta2: float = option("AdamW beta2", 0.95)
+    optimizer: Optimizer = option(
+        "adamw, or muon: Muon (orthogonalised momentum, torch >= 2.9) on the weight matrices "
+        "of the transformer blocks, AdamW on embeddings, head, biases and norms",
+        "adamw",
+        aliases=("optim",),
+    )
+    muon_lr: float = option(
+        "Muon's peak learning rate, on the schedule of lr (0.02: Keller Jordan's Muon default "
+        "with torch's sqrt(max(1, rows/cols)) shape scaling; torch's own 1e-3 is generic)",
+        0.02,
+    )
+    muon_momentum: float = option(
+        "Muon's Nesterov momentum (0.95: Keller Jordan's and torch's default)", 0.95
+    )
     grad_clip: float = option(
         "max gradient norm (0: off)", 1.0, aliases=("grad_clip_norm", "max_grad_norm")
     )
@@ -179,6 +218,30 @@ class TrainConfig:
             )
         if self.precision not in PRECISIONS:
             raise ConfigError(one_of("training.precision", self.precision, PRECISIONS))
+        self._check_optimizer()
+
+    def _check_optimizer(self) -> None:
+        """The optimiser and schedule choices (the rest of __post_init__ checks lr and betas)."""
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(one_of("training.optimizer", self.optimizer, OPTIMIZERS))
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(one_of("training.schedule", self.schedule, SCHEDULES))
+        if not 0 < self.cooldown_fraction <= 1:
+            raise ConfigError(
+                f"training.cooldown_fraction={self.cooldown_fraction}: must be in (0, 1] (the "
+                "share of max_steps spent decaying)"
+            )
+        if not self.muon_lr > 0:
+            raise ConfigError(f"training.muon_lr={self.muon_lr}: must be > 0")
+        if not 0 <= self.muon_momentum < 1:
+            raise ConfigError(f"training.muon_momentum={self.muon_momentum}: must be in [0, 1)")
+        if self.optimizer == "muon" and self.fsdp:
+            # FSDP hands each process a shard of every matrix; orthogonalising a shard is not
+            # orthogonalising the matrix.
+            raise ConfigError(
+                "training.optimizer=muon with training.fsdp: Muon needs whole matrices and "
+                "FSDP shards them; use DDP (training.fsdp false) or training.optimizer=adamw"
+            )
 
 
 @dataclass(frozen=True)

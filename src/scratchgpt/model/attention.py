@@ -10,7 +10,8 @@ The math lives in two functions with one signature, ``(q, k, v, *, mask, dropout
 PyTorch's fused kernel (flash attention on a GPU). The module picks one by its ``attn_impl``
 (the config's value) and both use the same parameters, so a checkpoint runs on either path.
 
-Shapes: B batch, T query length, S key length, C = emb_dim, nh = n_heads, hs = head size.
+Shapes: B batch, T query length, S key length, C = emb_dim, nh = n_heads, nkv = key/value
+heads (nh unless grouped-query attention), hs = head size.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from torch import nn
 
 from ..config import AttentionImpl
 from ..errors import did_you_mean
+from .layers import RMSNorm
+from .positional import apply_rope
 
 # mask: bool (T, S) or broadcastable, True where a query may attend a key; None means "causal
 # with T == S", which lets the fused kernel use its own, faster causal path.
@@ -143,6 +146,12 @@ class MultiHeadAttention(nn.Module):
     unless given a mask: the GPT relies on that default, the encoder passes a padding mask.
     It takes plain sizes, not a model config, so the GPT, the encoder and the teaching code
     all build this one module.
+
+    Options of later models, all off by default: ``n_kv_heads`` < nh shares each key/value
+    head among nh / n_kv_heads query heads (grouped-query attention: W_key and W_value, and
+    the KV cache, shrink by that factor); ``qk_norm`` RMS-normalises each head's queries and
+    keys; ``rope`` in :meth:`forward` rotates them by position; ``bias=False`` drops the
+    output projection's bias.
     """
 
     def __init__(
@@ -150,33 +159,67 @@ class MultiHeadAttention(nn.Module):
         emb_dim: int,
         n_heads: int,
         *,
+        n_kv_heads: int | None = None,
         drop_rate: float = 0.0,
         qkv_bias: bool = False,
+        bias: bool = True,
+        qk_norm: bool = False,
+        norm_eps: float = 1e-5,
         attn_impl: AttentionImpl = "sdpa",
     ) -> None:
         super().__init__()
         if n_heads < 1 or emb_dim % n_heads != 0:
             raise ValueError(f"emb_dim={emb_dim} must be divisible by n_heads={n_heads}")
+        n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        if n_kv_heads < 1 or n_heads % n_kv_heads != 0:
+            raise ValueError(f"n_kv_heads={n_kv_heads} must divide n_heads={n_heads}")
         if attn_impl not in ATTENTION_FUNCTIONS:
             raise ValueError(
                 f"attn_impl={attn_impl!r}: must be one of {', '.join(ATTENTION_FUNCTIONS)}"
                 f"{did_you_mean(attn_impl, ATTENTION_FUNCTIONS)}"
             )
         self.n_heads = n_heads
+        self.n_kv_heads = n_kv_heads
         self.head_dim = emb_dim // n_heads
         self.dropout_p = drop_rate
         self.attend = ATTENTION_FUNCTIONS[attn_impl]
+        kv_dim = n_kv_heads * self.head_dim
         self.W_query = nn.Linear(emb_dim, emb_dim, bias=qkv_bias)
-        self.W_key = nn.Linear(emb_dim, emb_dim, bias=qkv_bias)
-        self.W_value = nn.Linear(emb_dim, emb_dim, bias=qkv_bias)
+        self.W_key = nn.Linear(emb_dim, kv_dim, bias=qkv_bias)
+        self.W_value = nn.Linear(emb_dim, kv_dim, bias=qkv_bias)
         # Mixes the heads' outputs back into one C-dim vector per position.
-        self.out_proj = nn.Linear(emb_dim, emb_dim)
+        self.out_proj = nn.Linear(emb_dim, emb_dim, bias=bias)
+        # One gain vector over hs, shared by the heads (as OLMo 2 and Qwen 3 do).
+        self.q_norm = RMSNorm(self.head_dim, norm_eps) if qk_norm else None
+        self.k_norm = RMSNorm(self.head_dim, norm_eps) if qk_norm else None
         self.kv_cache: KVCache | None = None  # opt-in, set by GPTModel.setup_cache
 
-    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+    def _split_heads(self, x: torch.Tensor, heads: int) -> torch.Tensor:
         B, T, _ = x.shape
-        # (B, T, C) -> (B, T, nh, hs) -> (B, nh, T, hs): each head attends independently.
-        return x.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        # (B, T, heads * hs) -> (B, T, heads, hs) -> (B, heads, T, hs): heads attend independently.
+        return x.view(B, T, heads, self.head_dim).transpose(1, 2)
+
+    def project(
+        self, x: torch.Tensor, *, rope: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries (B, nh, T, hs), keys and values (B, nkv, T, hs) of x (B, T, C), normed and
+        rotated as configured: what attention compares (also read by ``analysis``)."""
+        q = self._split_heads(self.W_query(x), self.n_heads)  # (B, nh, T, hs)
+        k = self._split_heads(self.W_key(x), self.n_kv_heads)  # (B, nkv, T, hs)
+        v = self._split_heads(self.W_value(x), self.n_kv_heads)  # (B, nkv, T, hs)
+        if self.q_norm is not None and self.k_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            # Rotated before caching: a cached key keeps the rotation of its own position.
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        return q, k, v
+
+    def expand_kv(self, x: torch.Tensor) -> torch.Tensor:
+        """Keys or values (B, nkv, S, hs) -> (B, nh, S, hs): with grouped-query attention each
+        key/value head serves nh / nkv consecutive query heads; otherwise x itself."""
+        if self.n_kv_heads == self.n_heads:
+            return x
+        return x.repeat_interleave(self.n_heads // self.n_kv_heads, dim=1)  # (B, nh, S, hs)
 
     def forward(
         self,
@@ -184,21 +227,22 @@ class MultiHeadAttention(nn.Module):
         *,
         mask: torch.Tensor | None = None,
         input_pos: torch.Tensor | None = None,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """x (B, T, C) -> (B, T, C); ``mask`` as in :func:`explicit_attention` (None: causal).
 
         With a KV cache, the new keys and values are written at cache slots ``input_pos`` (T,)
         or per row (B, T), and the queries attend over all S slots; ``mask`` (B or 1, 1, T, S)
-        must then say which slots each query may see.
+        must then say which slots each query may see. ``rope`` is RoPE's (cos, sin) for these
+        positions (see ``positional.RotaryEmbedding``).
         """
         B, T, C = x.shape
-        q = self._split_heads(self.W_query(x))  # (B, nh, T, hs)
-        k = self._split_heads(self.W_key(x))  # (B, nh, T, hs)
-        v = self._split_heads(self.W_value(x))  # (B, nh, T, hs)
+        q, k, v = self.project(x, rope=rope)
         if self.kv_cache is not None:
             if input_pos is None or mask is None:
                 raise ValueError("with a KV cache, pass input_pos and a mask over the cache slots")
-            k, v = self.kv_cache.update(input_pos, k, v)  # (B, nh, S, hs) each
+            k, v = self.kv_cache.update(input_pos, k, v)  # (B, nkv, S, hs) each
+        k, v = self.expand_kv(k), self.expand_kv(v)  # (B, nh, S, hs) each
         out = self.attend(q, k, v, mask=mask, dropout_p=self.dropout_p if self.training else 0.0)
         # (B, nh, T, hs) -> (B, T, nh, hs) -> (B, T, C): concatenate the heads.
         out = out.transpose(1, 2).contiguous().view(B, T, C)

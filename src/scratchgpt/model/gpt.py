@@ -25,14 +25,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import AttentionImpl, GPTConfig
+from ..config.model import MLPKind, NormKind
 from ..errors import ConfigError
 from .attention import KVCache, MultiHeadAttention
-from .layers import FeedForward, LayerNorm
-from .positional import positional_encoding
+from .layers import FeedForward, make_norm
+from .positional import RotaryEmbedding, positional_encoding
 
 
 class TransformerBlock(nn.Module):
-    """x + Attention(LN(x)), then x + FeedForward(LN(x)).
+    """x + Attention(Norm(x)), then x + FeedForward(Norm(x)).
 
     Pre-norm (normalise the input of each sub-layer, GPT-2's choice, unlike the original
     post-norm Transformer) leaves the residual path an untouched sum from input to output, so
@@ -50,14 +51,27 @@ class TransformerBlock(nn.Module):
         qkv_bias: bool = False,
         attn_impl: AttentionImpl = "sdpa",
         ln_eps: float = 1e-5,
+        norm: NormKind = "layernorm",
+        mlp: MLPKind = "gelu",
+        bias: bool = True,
+        n_kv_heads: int | None = None,
+        qk_norm: bool = False,
     ) -> None:
         super().__init__()
-        self.norm1 = LayerNorm(emb_dim, ln_eps)
+        self.norm1 = make_norm(norm, emb_dim, eps=ln_eps, bias=bias)
         self.att = MultiHeadAttention(
-            emb_dim, n_heads, drop_rate=drop_rate, qkv_bias=qkv_bias, attn_impl=attn_impl
+            emb_dim,
+            n_heads,
+            n_kv_heads=n_kv_heads,
+            drop_rate=drop_rate,
+            qkv_bias=qkv_bias,
+            bias=bias,
+            qk_norm=qk_norm,
+            norm_eps=ln_eps,
+            attn_impl=attn_impl,
         )
-        self.norm2 = LayerNorm(emb_dim, ln_eps)
-        self.ff = FeedForward(emb_dim, hidden_dim=hidden_dim)
+        self.norm2 = make_norm(norm, emb_dim, eps=ln_eps, bias=bias)
+        self.ff = FeedForward(emb_dim, hidden_dim=hidden_dim, activation=mlp, bias=bias)
         self.drop_shortcut = nn.Dropout(drop_rate)
 
     def forward(
@@ -66,9 +80,11 @@ class TransformerBlock(nn.Module):
         *,
         mask: torch.Tensor | None = None,
         input_pos: torch.Tensor | None = None,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         # The residual ("shortcut") connections: each sub-layer adds a correction to x.
-        x = x + self.drop_shortcut(self.att(self.norm1(x), mask=mask, input_pos=input_pos))
+        attended = self.att(self.norm1(x), mask=mask, input_pos=input_pos, rope=rope)
+        x = x + self.drop_shortcut(attended)
         return x + self.drop_shortcut(self.ff(self.norm2(x)))
 
 
@@ -83,12 +99,17 @@ class GPTModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.padded_vocab_size, cfg.emb_dim)
-        # Absolute positions, added to the tokens: attention itself is blind to order. Learned
-        # (GPT-2) by default; cfg.pos_encoding="sinusoidal" gives the original Transformer's
-        # fixed waves, which have no parameters (see positional.py).
-        self.pos_emb = positional_encoding(
-            cfg.pos_encoding, context_length=cfg.context_length, emb_dim=cfg.emb_dim
-        )
+        # Attention itself is blind to order. GPT-2 adds a learned vector per position to the
+        # tokens; "sinusoidal" adds the original Transformer's fixed waves; "rope" adds nothing
+        # and rotates queries and keys inside attention instead (see positional.py).
+        self.pos_emb: nn.Module | None = None
+        self.rope: RotaryEmbedding | None = None
+        if cfg.pos_encoding == "rope":
+            self.rope = RotaryEmbedding(cfg.head_dim, base=cfg.rope_base)
+        else:
+            self.pos_emb = positional_encoding(
+                cfg.pos_encoding, context_length=cfg.context_length, emb_dim=cfg.emb_dim
+            )
         self.drop_emb = nn.Dropout(cfg.drop_rate)
         self.trf_blocks = nn.ModuleList(
             TransformerBlock(
@@ -98,10 +119,16 @@ class GPTModel(nn.Module):
                 qkv_bias=cfg.qkv_bias,
                 attn_impl=cfg.attn_impl,
                 ln_eps=cfg.ln_eps,
+                hidden_dim=cfg.hidden_dim,
+                norm=cfg.norm,
+                mlp=cfg.mlp,
+                bias=cfg.bias,
+                n_kv_heads=cfg.n_kv_heads,
+                qk_norm=cfg.qk_norm,
             )
             for _ in range(cfg.n_layers)
         )
-        self.final_norm = LayerNorm(cfg.emb_dim, cfg.ln_eps)
+        self.final_norm = make_norm(cfg.norm, cfg.emb_dim, eps=cfg.ln_eps, bias=cfg.bias)
         self.out_head = nn.Linear(cfg.emb_dim, cfg.padded_vocab_size, bias=False)
         if cfg.tie_weights:
             # Weight tying (Press & Wolf 2017): reading a token in and writing it out use the
@@ -114,6 +141,12 @@ class GPTModel(nn.Module):
             for name, p in self.named_parameters():
                 if name.endswith(("att.out_proj.weight", "ff.layers.2.weight")):
                     nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
+        if cfg.zero_init_proj:
+            # The speedrun's start: each block's output projections at zero, so every block
+            # begins as the identity and the first steps train the embeddings and the head.
+            for block in self.trf_blocks:
+                nn.init.zeros_(block.att.out_proj.weight)
+                nn.init.zeros_(block.ff.layers[2].weight)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -145,7 +178,8 @@ class GPTModel(nn.Module):
             )
         weight = self.tok_emb.weight
         dtype, device = dtype or weight.dtype, torch.device(device or weight.device)
-        shape = (batch_size, self.cfg.n_heads, max_seq_len, self.cfg.head_dim)
+        # Grouped-query attention caches only its n_kv_heads heads: the saving it exists for.
+        shape = (batch_size, self.cfg.kv_heads, max_seq_len, self.cfg.head_dim)
         kept = self.__dict__.get("_kept_caches")
         if kept and (kept[0].k.shape, kept[0].k.dtype, kept[0].k.device) == (shape, dtype, device):
             caches = kept
@@ -236,9 +270,13 @@ class GPTModel(nn.Module):
             pos = (pos - pad_offset.unsqueeze(1)).clamp_min(0)  # (B, T): real tokens from 0
         if segments is not None:
             pos, packed_mask = packed_positions(segments)  # (B, T), (B, 1, T, T)
-        tok = self.tok_emb(idx)  # (B, T, C)
-        # The sinusoidal table is computed in float32: match the embedding's dtype.
-        x = tok + self.pos_emb(pos).to(tok.dtype)  # (B, T, C) + (1 or B, T, C)
+        x = self.tok_emb(idx)  # (B, T, C)
+        rope = None
+        if self.pos_emb is not None:
+            # The sinusoidal table is computed in float32: match the embedding's dtype.
+            x = x + self.pos_emb(pos).to(x.dtype)  # (B, T, C) + (1 or B, T, C)
+        if self.rope is not None:
+            rope = self.rope(pos)  # (cos, sin), each (1 or B, 1, T, hs / 2), for every block
         x = self.drop_emb(x)
         mask = None  # the fused kernel's own causal path when nothing else is needed
         if cache_len is not None or pad_offset is not None:
@@ -248,11 +286,16 @@ class GPTModel(nn.Module):
                 raise ValueError("packed texts (segments) cannot use a KV cache")
             mask = packed_mask
         for block in self.trf_blocks:
-            x = block(x, mask=mask, input_pos=input_pos)
+            x = block(x, mask=mask, input_pos=input_pos, rope=rope)
         x = self.final_norm(x)
         if logits_at is not None:
             x = x[logits_at]  # (B, T, C) -> (N, C)
         logits = self.out_head(x)  # (B, T, C) -> (B, T, padded V), or (N, C) -> (N, padded V)
+        if self.cfg.logit_softcap is not None:
+            # Gemma 2's soft cap: tanh squashes smoothly into (-cap, cap), so no logit (and no
+            # gradient through a confident wrong guess) grows without bound.
+            cap = self.cfg.logit_softcap
+            logits = cap * torch.tanh(logits / cap)
         if self.cfg.padded_vocab_size != self.cfg.vocab_size:
             # The padding rows are not tokens: drop their logits so nothing can pick them.
             logits = logits[..., : self.cfg.vocab_size]  # (B, T, padded V) -> (B, T, V)
@@ -349,7 +392,7 @@ def crop_context(model: GPTModel, context_length: int) -> GPTModel:
                 rows = old[:context_length].clone()  # (n, C) -> (context_length, C)
             model.pos_emb.weight = nn.Parameter(rows, requires_grad=old.requires_grad)
             model.pos_emb.num_embeddings = context_length
-        # Computed (sinusoidal) positions have no table to cut: only the limit changes.
+        # Computed (sinusoidal, rotary) positions have no table to cut: only the limit changes.
         model.cfg = dataclasses.replace(model.cfg, context_length=context_length)
     return model
 

@@ -13,8 +13,17 @@ adding a position vector to each token embedding. Two classic ways:
   with ``PE(pos + k) = M_k PE(pos)`` for every pos (:func:`sinusoidal_shift_matrix`), which the
   paper gives as the reason attention can learn to look "k tokens back".
 
+A third way changes attention instead of the input:
+
+- **rope** (Su et al. 2021, "RoFormer"; LLaMA and most models since): each head's query and
+  key vectors are rotated, pair of dimensions by pair, by the angle ``pos * w_i`` with the
+  same frequencies as the sinusoids. The score of query p and key s then depends on their
+  rotations only through ``p - s`` (a rotation by a then by -b is a rotation by a - b), so
+  attention sees relative positions, and nothing is added to the token vectors.
+  :class:`RotaryEmbedding` makes the angles, :func:`apply_rope` rotates.
+
 ``GPTConfig.pos_encoding`` (and ``EncoderConfig.pos_encoding``) picks one;
-:func:`positional_encoding` builds it for ``GPTModel`` and the encoder.
+:func:`positional_encoding` builds the additive ones for ``GPTModel`` and the encoder.
 
 Shapes: T positions (any leading shape ``...`` of the position tensor), C = emb_dim.
 """
@@ -86,6 +95,43 @@ def sinusoidal_shift_matrix(offset: int, dim: int, *, base: float = SINUSOID_BAS
     return m.float()
 
 
+class RotaryEmbedding(nn.Module):
+    """Positions (B or 1, T) -> the (cos, sin) of RoPE's angles, each (B or 1, 1, T, hs / 2).
+
+    No parameters and no table: the angles are computed from the positions at each call, in
+    float32 (positions in the thousands times frequencies near 1 need the precision), so any
+    positions work: left-padded batches, packed texts, a server's rows at different places.
+    """
+
+    def __init__(self, head_dim: int, *, base: float = SINUSOID_BASE) -> None:
+        super().__init__()
+        sinusoid_frequencies(head_dim, base=base)  # validate now, not at the first forward
+        self.head_dim = head_dim
+        self.base = base
+
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        freqs = sinusoid_frequencies(self.head_dim, base=self.base, device=positions.device)
+        angles = positions.float().unsqueeze(-1) * freqs  # (B|1, T, 1) * (hs/2,) -> (B|1, T, hs/2)
+        angles = angles.unsqueeze(1)  # (B|1, T, hs/2) -> (B|1, 1, T, hs/2): the same for all heads
+        return angles.cos(), angles.sin()
+
+    def extra_repr(self) -> str:
+        return f"head_dim={self.head_dim}, base={self.base:g}"
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each head's vectors x (B, nh, T, hs) by RoPE's angles, pair by pair.
+
+    The pairs are (i, i + hs/2), the first half of the head against the second (the layout of
+    GPT-NeoX and LLaMA's Hugging Face weights), rather than neighbours: the same rotation, with
+    halves instead of strided slices. Computed in float32, returned in x's dtype.
+    """
+    x1, x2 = x.float().chunk(2, dim=-1)  # (B, nh, T, hs) -> 2 x (B, nh, T, hs/2)
+    # A 2-D rotation of (x1, x2) by the angle: (x1 cos - x2 sin, x1 sin + x2 cos).
+    rotated = torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (B, nh, T, hs)
+    return rotated.type_as(x)
+
+
 def similarity_by_distance(table: torch.Tensor) -> torch.Tensor:
     """Mean cosine similarity of position pairs ``d`` apart, for d = 0..T-1: shape (T,).
 
@@ -130,6 +176,11 @@ def positional_encoding(kind: PosEncoding, *, context_length: int, emb_dim: int)
     the state dict (``pos_emb.weight``) and pretrained weights load into it unchanged; the
     sinusoidal one needs no ``context_length`` (it has no table).
     """
+    if kind == "rope":
+        raise ConfigError(
+            "pos_encoding='rope' adds nothing to the token vectors: it rotates queries and "
+            "keys inside attention (RotaryEmbedding)"
+        )
     if kind == "sinusoidal":
         return SinusoidalPositionalEncoding(emb_dim)
     if kind == "learned":

@@ -260,7 +260,8 @@ EXPORTED_FIELDS: dict[str, str] = {
     "tie_weights": "tie_word_embeddings",
     "attn_impl": "how attention is computed, not what: nothing to export",
     "ln_eps": "layer_norm_epsilon",
-    "pos_encoding": "wpe: a fixed sinusoidal encoding is written as its table of values",
+    "pos_encoding": "wpe: a fixed sinusoidal encoding is written as its table of values "
+    "(rope is refused)",
     "vocab_multiple": "padding rows of wte (never real tokens) are dropped",
     "init": "how untrained weights start: nothing to export",
 }
@@ -276,6 +277,8 @@ def config_to_hf(
         for k, v in cfg.to_dict().items()
         if k not in EXPORTED_FIELDS and v != defaults.get(k)
     ]
+    if cfg.pos_encoding == "rope":  # GPT-2 adds a position table; RoPE rotates inside attention
+        odd.insert(0, "pos_encoding='rope'")
     if odd:
         raise CheckpointError(
             f"GPT-2 has no equivalent of {', '.join(odd)}: this model cannot be exported in "

@@ -49,7 +49,7 @@ from ..model import eval_mode, num_parameters
 from . import distributed
 from .checkpointer import CheckpointSchedule, CheckpointWriter, write_checkpoint
 from .metrics import EvalProgress, MetricsLogger, log_to_file, peak_flops
-from .optim import lr_at, make_optimizer, run_length
+from .optim import build_optimizer, check_optimizer_state, group_lr, run_length
 from .runs import CONFIG_FILE, TrainResult, remove_stale_saves, step_dir
 from .signals import StopSignals
 from .state import TrainState, read_state, rng_state, set_rng_state, snapshot, snapshot_weights
@@ -134,13 +134,10 @@ class Trainer:
         self.model = self.task.build_model().to(self.device)  # the raw model: what is saved
         self.model.train()
         self.train_model, self.loss_fn = self._wrap(self.model)
-        self.optimizer = make_optimizer(
-            self.model,
-            lr=t.lr,
-            weight_decay=t.weight_decay,
-            betas=(t.beta1, t.beta2),
-            device_type=self.device.type,
-        )
+        self.optimizer = build_optimizer(self.model, t, device_type=self.device.type)
+        # Each group's peak rate (lr, or muon_lr for Muon's), taken before a resume loads
+        # the saved, scheduled rates over them.
+        self.peak_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.sample_gen = torch.Generator(device=self.device).manual_seed(t.seed)
         self.peak_flops = peak_flops(self.device) if self.task.flops_per_unit else None
@@ -168,6 +165,7 @@ class Trainer:
         """Load the weights, optimiser, scaler, RNGs and loop state of a checkpoint."""
         t, world = self.config, self.world
         saved = read_state(checkpoint)
+        check_optimizer_state(self.optimizer, saved["optimizer"])
         weights = self.task.load(checkpoint)
         distributed.load_full_state(
             self.model, self.optimizer, weights, saved["optimizer"], fsdp=t.fsdp
@@ -243,11 +241,10 @@ class Trainer:
         """One optimiser step over ``grad_accum`` micro-batches; False if a second stop signal
         abandoned it (gradients dropped, RNGs put back: the state is the last step's)."""
         t, s = self.config, self.state
-        lr = lr_at(
-            s.step, lr=t.lr, min_lr=t.min_lr, warmup_steps=self.warmup, max_steps=self.max_steps
-        )
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        for group, peak in zip(self.optimizer.param_groups, self.peak_lrs, strict=True):
+            group["lr"] = group_lr(
+                s.step, t, peak=peak, warmup_steps=self.warmup, max_steps=self.max_steps
+            )
         rng = None if self.world.distributed else rng_state(self.device)
         try:
             loss, seen = self.forward_backward(s.step)
