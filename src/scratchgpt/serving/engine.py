@@ -153,9 +153,10 @@ class BatchEngine:
         self._running = threading.Event()  # set while some thread is in run()
         self._stopping = False
         self.stats = EngineStats()
-        # The compiled step, and the cache views it was compiled with, by slot count.
         self._compiled = compile_decode_step(self.device.type) if compile else None
-        self._fixed_views: dict[int, list[KVCache]] = {}
+        # Decode steps' cache views by (rows, slots), made once each: a compiled step needs
+        # the very tensors it was compiled with, and an eager one is spared rebuilding them.
+        self._decode_views: dict[tuple[int, int], list[KVCache]] = {}
 
     # --- the outside: any thread ---
 
@@ -319,26 +320,22 @@ class BatchEngine:
         used = max(r.length for r in rows) + 1
         tokens = [[r.last] for r in rows]
         positions = [[r.length] for r in rows]
-        if self._compiled is None:
-            slots = min(self.context_length, -(-used // SLOT_MULTIPLE) * SLOT_MULTIPLE)
-            self._attach(slice(0, len(rows)), slots)
-            decode = decode_step
-        else:
-            # A compiled step is specialised to its shapes and to the very cache tensors it
-            # saw, so it always runs every row (a free row reads token 0 into its slot 0,
-            # which the prefill of its next job overwrites) over one of a few slot counts,
-            # each with its own views, made once.
-            slots = min(
-                self.context_length, -(-used // COMPILED_CACHE_MULTIPLE) * COMPILED_CACHE_MULTIPLE
-            )
-            views = self._fixed_views.get(slots)
-            if views is None:
-                views = [KVCache.of(c.k[:, :, :slots], c.v[:, :, :slots]) for c in self._caches]
-                self._fixed_views[slots] = views
-            self.model.attach_cache(views)
+        batch, multiple, decode = len(rows), SLOT_MULTIPLE, decode_step
+        if self._compiled is not None:
+            # A compiled step is specialised to its shapes, so it always runs every row (a
+            # free row reads token 0 into its slot 0, which its next job's prefill
+            # overwrites) over one of a few slot counts.
+            batch, multiple, decode = self.max_batch, COMPILED_CACHE_MULTIPLE, self._compiled
             free = self.max_batch - len(rows)
             tokens, positions = tokens + [[0]] * free, positions + [[0]] * free
-            decode = self._compiled
+        slots = min(self.context_length, -(-used // multiple) * multiple)
+        views = self._decode_views.get((batch, slots))
+        if views is None:
+            views = [
+                KVCache.of(c.k[:batch, :, :slots], c.v[:batch, :, :slots]) for c in self._caches
+            ]
+            self._decode_views[(batch, slots)] = views
+        self.model.attach_cache(views)
         token_ids = torch.tensor(tokens, device=self.device)  # (B, 1)
         input_pos = torch.tensor(positions, device=self.device)  # (B, 1)
         try:
